@@ -81,7 +81,12 @@ def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def unpack_codes(packed: torch.Tensor, bits: int, cols: int) -> torch.Tensor:
-    """Inverse of :func:`pack_codes`: int32 words ``[rows, words]`` -> uint8 codes ``[rows, cols]``."""
+    """Inverse of :func:`pack_codes`: int32 words ``[rows, words]`` -> uint8 codes ``[rows, cols]``.
+
+    Runs on every training forward and backward of the torch path, so it avoids gathers: word
+    ``w`` and its successor are joined into one 64-bit value, and every code that *starts* in
+    word ``w`` (a contiguous range of ``j``) is cut out of it with one broadcast shift.
+    """
     bits = check_bits(bits)
     if packed.dim() != 2 or packed.dtype != torch.int32:
         raise ValueError(
@@ -94,13 +99,18 @@ def unpack_codes(packed: torch.Tensor, bits: int, cols: int) -> torch.Tensor:
             f"(expected {packed_cols(cols, bits)})."
         )
     n_runs = n_words // bits
-    words = packed.to(torch.int64).reshape(rows, n_runs, bits) & 0xFFFFFFFF
-    word, shift, straddles = (t.to(packed.device) for t in _run_plan(bits))
-    mask = 2**bits - 1
-    codes = words[..., word] >> shift
-    if straddles.any():
-        next_word = word.clamp(max=bits - 1) + straddles.long()
-        high = torch.where(straddles, words[..., next_word] << (32 - shift), torch.zeros_like(codes))
-        codes = codes | high
-    codes = (codes & mask).reshape(rows, n_runs * RUN)[:, :cols]
+    words = packed.reshape(rows, n_runs, bits).to(torch.int64) & 0xFFFFFFFF
+    pieces = []
+    for index, (first, shifts) in enumerate(_codes_by_word(bits, packed.device)):
+        joined = words[..., index : index + 1]
+        if index + 1 < bits:
+            joined = joined | (words[..., index + 1 : index + 2] << 32)
+        pieces.append((joined >> shifts) & (2**bits - 1))
+    codes = torch.cat(pieces, dim=-1).reshape(rows, n_runs * RUN)[:, :cols]
     return codes.to(torch.uint8)
+
+
+def _codes_by_word(bits: int, device: torch.device) -> list[tuple[int, torch.Tensor]]:
+    """For each word of a run: the first code starting in it and the shifts of all codes that do."""
+    word, shift, _ = _run_plan(bits)
+    return [(int((word == w).nonzero()[0]), shift[word == w].to(device)) for w in range(bits)]
