@@ -1,0 +1,196 @@
+"""``materialize``: one subnet of a supernet, adapters merged, packed into a deployable model.
+
+For every linear the subnet's bit-width is kept and every other copy dropped; the QFA adapter of
+that bit-width is folded into the zero points by the tuner's merge rule
+(:func:`peft_qfa.tuner.merged_quantized_weights`), so the result has no supernet and no adapters:
+only :class:`QFAPackedLinear` layers, the full-precision rest (embeddings, norms, head) and a
+``"qfa"`` quantization config with ``layer_bits`` that ``save_pretrained`` writes and
+``from_pretrained`` reads back.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..supernet.config import QFAQuantizationConfig
+from ..supernet.layer import BitSelectableLayer, find_bit_layers
+from ..supernet.space import Subnet
+from ..supernet.subnet import get_subnet, search_space
+from ..tuner import merged_quantized_weights
+from .packed_layer import QFAPackedLinear
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The transformers model inside a ``PeftModel`` (adapter layers still in place), or ``model`` itself."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model
+
+
+def qfa_config(model: nn.Module) -> QFAQuantizationConfig:
+    """The ``"qfa"`` quantization config of a supernet or materialized model (a clear error otherwise)."""
+    config = getattr(getattr(model, "config", None), "quantization_config", None)
+    if isinstance(config, Mapping) and config.get("quant_method") == "qfa":
+        config = QFAQuantizationConfig.from_dict(dict(config))
+    if not isinstance(config, QFAQuantizationConfig):
+        raise ValueError(
+            f"{type(model).__name__} is not a QFA supernet: load it with "
+            "`quantization_config=QFAQuantizationConfig(...)` (after `import peft_qfa`) first."
+        )
+    return config
+
+
+def deployed_config(
+    source: QFAQuantizationConfig, subnet: Subnet, selection: Mapping[str, Any] | None = None
+) -> QFAQuantizationConfig:
+    """The quantization config of the materialized ``subnet``: the supernet's settings plus ``layer_bits``."""
+    config = copy.deepcopy(source)
+    config.layer_bits = subnet.layer_bits()
+    config.bits = tuple(sorted(set(config.layer_bits.values())))
+    config.selection = dict(selection) if selection is not None else {"bits_per_group": dict(subnet)}
+    config.budget = None
+    for name in ("calibration", "tokenizer", "search_data", "search_options"):
+        setattr(config, name, None)
+    return config
+
+
+def _resolve_subnet(model: nn.Module, subnet: Subnet | Mapping[str, int] | None) -> Subnet:
+    if subnet is None:
+        return get_subnet(model)
+    if isinstance(subnet, Subnet):
+        subnet.check_space(search_space(model))
+        return subnet
+    return search_space(model).subnet(subnet)
+
+
+def _packed_layers(model: nn.Module, subnet: Subnet, adapter_name: str | None) -> dict[str, QFAPackedLinear]:
+    """``{layer name: QFAPackedLinear}`` for every supernet layer, adapters merged."""
+    merged = merged_quantized_weights(model, subnet, adapter_name)
+    layers = find_bit_layers(model)
+    return {
+        name: QFAPackedLinear.from_quantized(qweight, layers[name].bias) for name, qweight in merged.items()
+    }
+
+
+def forget_adapter_loading(model: nn.Module) -> None:
+    """Drop what transformers' ``load_adapter`` left on a model whose adapters are gone (merged or stripped).
+
+    Besides ``peft_config`` and its flag, ``load_adapter`` replaces the model's recorded load-time key
+    conversions (``_weight_conversions``) by the adapter's, which add a ``base_model.model.`` prefix;
+    ``save_pretrained`` reverts them, so a model saved with them left in place writes every weight
+    under the wrong name. ``None`` is what a model built in code has: transformers then uses the
+    architecture's default conversions.
+    """
+    if hasattr(model, "peft_config"):
+        del model.peft_config
+    model._hf_peft_config_loaded = False
+    if getattr(model, "_weight_conversions", None) is not None:
+        model._weight_conversions = None
+
+
+def finish_deployed(model: nn.Module, config: QFAQuantizationConfig) -> None:
+    """Give a model whose layers are now packed the state a ``from_pretrained`` of it would have."""
+    from ..supernet.quantizer import QFAHfQuantizer
+    from .hub import attach_qfa_push_to_hub
+
+    left = [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, BitSelectableLayer) and not isinstance(m, QFAPackedLinear)
+    ]
+    if left:
+        raise RuntimeError(f"materialize: supernet layers were left behind, e.g. {left[:3]}.")
+    forget_adapter_loading(model)
+    model.config.quantization_config = config
+    model.hf_quantizer = QFAHfQuantizer(config, pre_quantized=True)
+    model.is_quantized = True
+    model.quantization_method = config.quant_method
+    model.requires_grad_(False)
+    model.eval()
+    attach_qfa_push_to_hub(model)
+
+
+@torch.no_grad()
+def materialize(
+    model: nn.Module,
+    subnet: Subnet | Mapping[str, int] | None = None,
+    *,
+    adapter_name: str | None = None,
+    selection: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Merge, pack and return ``subnet`` of ``model`` as a new deployable model; ``model`` is unchanged.
+
+    Args:
+        model (`nn.Module`): a QFA supernet, bare or with QFA adapters (a ``PeftModel``).
+        subnet (`Subnet` or `dict[str, int]`, *optional*): the bit-width per group; defaults to the
+            subnet the model runs now (``peft_qfa.get_subnet(model)``).
+        adapter_name (`str`, *optional*): which adapter to merge; defaults to the active one(s).
+        selection (`dict`, *optional*): how the subnet was chosen (written into the config for the
+            model card; :func:`peft_qfa.from_pretrained` fills it from the search).
+
+    Returns:
+        The transformers model class of the supernet, with :class:`QFAPackedLinear` layers and a
+        ``"qfa"`` config carrying ``layer_bits``; ``save_pretrained`` / ``from_pretrained`` /
+        ``push_to_hub`` work on it, and ``peft_qfa.get_subnet`` reports its fixed bits.
+
+    Example:
+
+    ```python
+    >>> sub = peft_qfa.search_space(peft_model).uniform(3)
+    >>> packed = peft_qfa.materialize(peft_model, sub)
+    >>> packed.save_pretrained("model-3bit/")
+    ```
+    """
+    base = unwrap_model(model)
+    source = qfa_config(base)
+    if source.materialized:
+        raise ValueError(
+            "materialize: this model is already a materialized subnet (one bit-width per layer); materialize from "
+            "the supernet it came from."
+        )
+    chosen = _resolve_subnet(model, subnet)
+    packed = _packed_layers(model, chosen, adapter_name)
+    # Copy everything but the supernet layers (and their adapter wrappers): the memo maps each of them to a
+    # placeholder, so their bit-width copies are never duplicated, and ties between the other weights survive.
+    memo: dict[int, Any] = {id(base.get_submodule(name)): nn.Identity() for name in packed}
+    memo[id(getattr(base, "hf_quantizer", None))] = None
+    deployed = copy.deepcopy(base, memo)
+    for name, layer in packed.items():
+        deployed.set_submodule(name, layer)
+    finish_deployed(deployed, deployed_config(source, chosen, selection))
+    return deployed
+
+
+@torch.no_grad()
+def materialize_in_place(
+    model: nn.Module,
+    subnet: Subnet | Mapping[str, int],
+    *,
+    adapter_name: str | None = None,
+    selection: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Like :func:`materialize`, but replace the layers of ``model`` itself (a bare transformers model,
+    adapters possibly injected by ``load_adapter``): no second copy of the full-precision weights.
+    Used when ``from_pretrained`` loads a supernet with a budget."""
+    source = qfa_config(model)
+    chosen = _resolve_subnet(model, subnet)
+    packed = _packed_layers(model, chosen, adapter_name)
+    for name, layer in packed.items():
+        model.set_submodule(name, layer)
+    finish_deployed(model, deployed_config(source, chosen, selection))
+    return model
+
+
+__all__ = [
+    "deployed_config",
+    "finish_deployed",
+    "forget_adapter_loading",
+    "materialize",
+    "materialize_in_place",
+    "qfa_config",
+    "unwrap_model",
+]

@@ -1,0 +1,387 @@
+"""``QFAQuantizationConfig``: the ``"qfa"`` transformers quantization method's settings.
+
+Passing it to ``from_pretrained`` turns every target ``nn.Linear`` into a
+:class:`~peft_qfa.supernet.layer.QFALinear` supernet layer; ``save_pretrained`` writes it into
+``config.json`` so that the supernet reloads without recalibrating. The calibration data and the
+tokenizer are inputs of the build, not properties of the result: they are never serialized.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import transformers.quantizers.auto as transformers_quantizers_auto
+from transformers.quantizers.auto import register_quantization_config
+from transformers.utils.quantization_config import QuantizationConfigMixin
+
+from ..quant import METHODS, SUPPORTED_BITS
+from .space import GRANULARITIES
+
+QUANT_METHOD = "qfa"
+CONFIG_VERSION = 1
+"""Bumped whenever the meaning of a saved field changes; a saved config from a newer version is refused."""
+
+NOT_SERIALIZED = ("calibration", "tokenizer", "search_data", "search_options")
+"""Build inputs: texts, datasets, tensors and tokenizers must never land in ``config.json``.
+(``search_data`` / ``search_options``: the budget search's inputs, see :mod:`peft_qfa.deploy.loading`.)"""
+
+_BUDGET_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(bits?|[KMGT]i?B|B)\s*$", re.IGNORECASE)
+_BYTE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_budget(budget: float | int | str | Mapping[str, int]) -> tuple[str, float | dict[str, int]]:
+    """Normalise a budget to ``("bits", avg_bits)``, ``("bytes", n_bytes)`` or ``("subnet", {group: bits})``.
+
+    Accepted forms: a number (average bits per weight, the paper's budget), ``"3.0bits"``,
+    ``"2.5GB"`` / ``"500MiB"`` (the materialized model's bytes), or an explicit ``{group: bits}``
+    mapping (a subnet; its names are checked against the model when it is loaded).
+    """
+    if isinstance(budget, bool):
+        raise TypeError(f"QFAQuantizationConfig: `budget` must be a number, a string or a mapping, got {budget!r}.")
+    if isinstance(budget, (int, float)):
+        if not math.isfinite(budget) or budget <= 0:
+            raise ValueError(f"QFAQuantizationConfig: `budget={budget!r}` must be a positive number of bits.")
+        return "bits", float(budget)
+    if isinstance(budget, str):
+        match = _BUDGET_PATTERN.match(budget)
+        if match is None:
+            raise ValueError(
+                f"QFAQuantizationConfig: cannot read `budget={budget!r}`; write average bits ('3.0bits' or 3.0) "
+                "or a size ('2.5GB', '500MiB')."
+            )
+        value, unit = float(match.group(1)), match.group(2).lower()
+        if value <= 0:
+            raise ValueError(f"QFAQuantizationConfig: `budget={budget!r}` must be positive.")
+        if unit.startswith("bit"):
+            return "bits", value
+        return "bytes", value * _BYTE_UNITS[unit]
+    if isinstance(budget, Mapping):
+        if not budget:
+            raise ValueError("QFAQuantizationConfig: an explicit subnet `budget={}` must name at least one group.")
+        bad = {k: v for k, v in budget.items() if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int)}
+        if bad:
+            raise TypeError(f"QFAQuantizationConfig: a subnet budget maps group names to int bits; got {bad}.")
+        return "subnet", dict(budget)
+    raise TypeError(
+        f"QFAQuantizationConfig: `budget` must be a number, a string or a mapping, got {type(budget).__name__}."
+    )
+
+
+@register_quantization_config(QUANT_METHOD)
+class QFAQuantizationConfig(QuantizationConfigMixin):
+    """Settings of a QFA supernet: which linears, which bit-widths, how they are quantized.
+
+    Args:
+        bits (`tuple[int, ...]`, *optional*, defaults to `(2, 3, 4)`):
+            Candidate bit-widths; every target linear keeps one frozen copy per bit-width.
+        group_size (`int`, *optional*, defaults to 64):
+            Input columns per quantization group; must divide every target's ``in_features``.
+        method (`str`, *optional*, defaults to `"gptq"`):
+            ``"gptq"`` (needs ``calibration``; one Hessian per layer serves every bit-width) or
+            ``"rtn"`` (round-to-nearest, no data).
+        calibration (*optional*):
+            GPTQ calibration data: a string or list of strings (tokenized with ``tokenizer``, or with
+            the tokenizer saved next to the model), a ``datasets.Dataset`` with a text column, or a
+            ``torch.LongTensor [n, seq]`` of token ids used as given. Never serialized.
+        tokenizer (*optional*):
+            Tokenizer (or its path) for text calibration; defaults to ``AutoTokenizer.from_pretrained``
+            on the model's own path. Never serialized.
+        calibration_seq_len (`int`, *optional*, defaults to 512):
+            Tokens per calibration window (texts are concatenated and cut into windows).
+        calibration_samples (`int`, *optional*, defaults to 128):
+            Number of windows taken from the texts (spread evenly over them).
+        target_modules (`str` or `list[str]`, *optional*, defaults to `"all-linear"`):
+            As in PEFT: ``"all-linear"`` (every ``nn.Linear`` but the output head), a list of module
+            name suffixes (``["q_proj", "v_proj"]``) or a regex matched against full module names.
+            An explicit list or regex may name the head (``"lm_head"``) unless it is tied to the
+            input embeddings.
+        modules_to_not_convert (`list[str]`, *optional*):
+            Modules kept in full precision even if targeted (transformers' matching rules: a name
+            prefix, a regex or a suffix).
+        granularity (`str`, *optional*, defaults to `"block"`):
+            Unit of the search space: ``"block"`` (every linear of a decoder block shares one
+            bit-width, the paper's setting) or ``"layer"``.
+        damp_percent (`float`, *optional*, defaults to 0.01), block_size (`int`, *optional*, defaults to 128),
+        act_order (`bool`, *optional*, defaults to `False`):
+            GPTQ options, see :func:`peft_qfa.quant.gptq_quantize`.
+        budget (`float`, `str` or `dict`, *optional*):
+            Only when loading a saved supernet: the bit budget (``3.0``, ``"3.0bits"``), byte budget
+            (``"2.5GB"``) or explicit ``{group: bits}`` subnet to select. Serialized only when set.
+        search_data (*optional*):
+            Only with a bit or byte ``budget``: the data the subnet search scores subnets on (texts or
+            token ids: held-out loss; a BIG-bench-style task: accuracy; or a callable
+            ``f(model) -> float``). Never serialized. See :mod:`peft_qfa.deploy.loading`.
+        search_options (`dict`, *optional*):
+            Only with a bit or byte ``budget``: options of the search (``strategy``, its settings,
+            evaluator settings such as ``max_tokens``, ``require_adapters``). Never serialized.
+        layer_bits (`dict[str, int]`, *optional*):
+            Written by :func:`peft_qfa.materialize`: the one bit-width of every layer of a materialized
+            (deployed) model. Its presence marks the checkpoint as materialized.
+        selection (`dict`, *optional*):
+            Written by :func:`peft_qfa.materialize`: how the materialized subnet was chosen (budget,
+            search strategy, metric, score), for the model card.
+        calibration_tokens (`int`, *optional*):
+            Filled in by the quantizer after a GPTQ build: how many tokens the Hessians saw. A config
+            read back from a saved supernet carries it, which is why it needs no ``calibration``.
+        version (`int`, *optional*):
+            Format version of the saved config; written by the library, not by users.
+    """
+
+    def __init__(
+        self,
+        bits: Sequence[int] = (2, 3, 4),
+        group_size: int = 64,
+        method: str = "gptq",
+        calibration: Any = None,
+        calibration_seq_len: int = 512,
+        calibration_samples: int = 128,
+        target_modules: str | Sequence[str] = "all-linear",
+        modules_to_not_convert: Sequence[str] | None = None,
+        granularity: str = "block",
+        damp_percent: float = 0.01,
+        block_size: int = 128,
+        act_order: bool = False,
+        budget: float | str | Mapping[str, int] | None = None,
+        tokenizer: Any = None,
+        calibration_tokens: int | None = None,
+        search_data: Any = None,
+        search_options: Mapping[str, Any] | None = None,
+        layer_bits: Mapping[str, int] | None = None,
+        selection: Mapping[str, Any] | None = None,
+        version: int = CONFIG_VERSION,
+        **kwargs,
+    ):
+        quant_method = kwargs.pop("quant_method", QUANT_METHOD)
+        if quant_method != QUANT_METHOD:
+            raise ValueError(f"QFAQuantizationConfig got quant_method={quant_method!r}; it only describes {QUANT_METHOD!r}.")
+        if kwargs:
+            raise TypeError(f"QFAQuantizationConfig got unknown argument(s) {sorted(kwargs)}.")
+        self.quant_method = QUANT_METHOD
+        self.version = version
+        self.bits = bits
+        self.group_size = group_size
+        self.method = method
+        self.granularity = granularity
+        self.target_modules = target_modules
+        self.modules_to_not_convert = modules_to_not_convert
+        self.calibration = calibration
+        self.tokenizer = tokenizer
+        self.calibration_seq_len = calibration_seq_len
+        self.calibration_samples = calibration_samples
+        self.calibration_tokens = calibration_tokens
+        self.damp_percent = damp_percent
+        self.block_size = block_size
+        self.act_order = act_order
+        self.budget = budget
+        self.search_data = search_data
+        self.search_options = search_options
+        self.layer_bits = layer_bits
+        self.selection = selection
+        self.post_init()
+
+    # ------------------------------------------------------------------ validation
+    def post_init(self) -> None:
+        """Normalise the fields, then validate them (``ValueError``/``TypeError`` naming the fix)."""
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise ValueError(f"QFAQuantizationConfig: `version` must be a positive int, got {self.version!r}.")
+        if self.version > CONFIG_VERSION:
+            raise ValueError(
+                f"This supernet was saved with QFA config version {self.version}, newer than this peft-qfa "
+                f"understands ({CONFIG_VERSION}); upgrade peft-qfa to load it."
+            )
+        self.bits = self._normalised_bits(self.bits)
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size <= 0:
+            raise ValueError(
+                f"QFAQuantizationConfig: `group_size` must be a positive int (e.g. 32, 64, 128), got {self.group_size!r}."
+            )
+        if self.method not in METHODS:
+            raise ValueError(f"QFAQuantizationConfig: unknown `method={self.method!r}`; choose one of {METHODS}.")
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(
+                f"QFAQuantizationConfig: unknown `granularity={self.granularity!r}`; choose one of {GRANULARITIES}."
+            )
+        self.target_modules = self._normalised_targets(self.target_modules)
+        if self.modules_to_not_convert is not None:
+            if isinstance(self.modules_to_not_convert, str) or not all(
+                isinstance(m, str) for m in self.modules_to_not_convert
+            ):
+                raise TypeError(
+                    "QFAQuantizationConfig: `modules_to_not_convert` must be a list of module names, "
+                    f"got {self.modules_to_not_convert!r}."
+                )
+            self.modules_to_not_convert = list(self.modules_to_not_convert)
+        for name in ("calibration_seq_len", "calibration_samples", "block_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"QFAQuantizationConfig: `{name}` must be a positive int, got {value!r}.")
+        if not isinstance(self.damp_percent, (int, float)) or not 0 < self.damp_percent <= 1:
+            raise ValueError(f"QFAQuantizationConfig: `damp_percent` must be in (0, 1], got {self.damp_percent!r}.")
+        if not isinstance(self.act_order, bool):
+            raise TypeError(f"QFAQuantizationConfig: `act_order` must be a bool, got {self.act_order!r}.")
+        if self.budget is not None:
+            parse_budget(self.budget)
+        self._check_deployment_fields()
+        self._check_calibration()
+
+    @staticmethod
+    def _normalised_bits(bits) -> tuple[int, ...]:
+        if isinstance(bits, (int, str)) or not isinstance(bits, Sequence):
+            raise TypeError(f"QFAQuantizationConfig: `bits` must be a sequence of ints like (2, 3, 4), got {bits!r}.")
+        unknown = [b for b in bits if isinstance(b, bool) or not isinstance(b, int) or b not in SUPPORTED_BITS]
+        if unknown or not bits:
+            raise ValueError(
+                f"QFAQuantizationConfig: unsupported bit-width(s) {unknown or list(bits)} in `bits={tuple(bits)}`; "
+                f"choose from {SUPPORTED_BITS}."
+            )
+        return tuple(sorted(set(bits)))
+
+    @staticmethod
+    def _normalised_targets(targets) -> str | list[str]:
+        if isinstance(targets, str):
+            if targets != "all-linear":
+                try:
+                    re.compile(targets)
+                except re.error as err:
+                    raise ValueError(
+                        f"QFAQuantizationConfig: `target_modules={targets!r}` is neither 'all-linear' nor a valid regex: {err}."
+                    ) from err
+            return targets
+        if isinstance(targets, Sequence) and targets and all(isinstance(t, str) and t for t in targets):
+            return list(targets)
+        raise TypeError(
+            "QFAQuantizationConfig: `target_modules` must be 'all-linear', a regex string or a non-empty list of "
+            f"module names like ['q_proj', 'v_proj'], got {targets!r}."
+        )
+
+    def _check_calibration(self) -> None:
+        data = self.calibration
+        if data is None:
+            if self.needs_calibration:
+                raise ValueError(
+                    "QFAQuantizationConfig: method='gptq' needs calibration data: pass `calibration=` a list of "
+                    "texts, a datasets.Dataset with a text column or a LongTensor [n, seq] of token ids; or use "
+                    "method='rtn', which needs none. (To load a saved supernet, pass no quantization_config, or "
+                    "one with only `budget=`.)"
+                )
+            return
+        is_text = isinstance(data, str) or (
+            isinstance(data, Sequence) and not isinstance(data, torch.Tensor) and all(isinstance(t, str) for t in data)
+        )
+        is_tokens = isinstance(data, torch.Tensor) and not data.is_floating_point() and data.dim() in (1, 2)
+        is_dataset = hasattr(data, "column_names") and hasattr(data, "__getitem__")
+        if not (is_text or is_tokens or is_dataset):
+            raise TypeError(
+                "QFAQuantizationConfig: `calibration` must be a string, a list of strings, a datasets.Dataset or an "
+                f"integer tensor [n, seq] of token ids, got {type(data).__name__}."
+            )
+
+    def _check_deployment_fields(self) -> None:
+        if self.search_options is not None and not isinstance(self.search_options, Mapping):
+            raise TypeError(
+                f"QFAQuantizationConfig: `search_options` must be a dict like {{'strategy': 'two-stage'}}, got "
+                f"{type(self.search_options).__name__}."
+            )
+        if self.layer_bits is not None:
+            bad = {
+                k: v for k, v in dict(self.layer_bits).items()
+                if not isinstance(k, str) or isinstance(v, bool) or v not in SUPPORTED_BITS
+            }
+            if bad or not self.layer_bits:
+                raise ValueError(
+                    f"QFAQuantizationConfig: `layer_bits` maps layer names to bit-widths in {SUPPORTED_BITS}; got "
+                    f"{dict(list(bad.items())[:3]) or 'an empty mapping'}."
+                )
+            self.layer_bits = dict(self.layer_bits)
+            if self.budget is not None:
+                raise ValueError(
+                    "QFAQuantizationConfig: this checkpoint is already a materialized subnet (`layer_bits`); a `budget` "
+                    "applies only when loading a supernet. Load the supernet folder with the budget instead."
+                )
+        if self.selection is not None and not isinstance(self.selection, Mapping):
+            raise TypeError(f"QFAQuantizationConfig: `selection` must be a dict, got {type(self.selection).__name__}.")
+
+    @property
+    def materialized(self) -> bool:
+        """Whether this config describes a materialized subnet (one bit-width per layer) rather than a supernet."""
+        return self.layer_bits is not None
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether building from this config still needs ``calibration`` data."""
+        return (
+            self.method == "gptq" and self.budget is None and self.calibration_tokens is None and not self.materialized
+        )
+
+    # ------------------------------------------------------------------ serialization
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe fields; the calibration data and the tokenizer are left out on purpose."""
+        out = {
+            "quant_method": self.quant_method,
+            "version": self.version,
+            "bits": list(self.bits),
+            "group_size": self.group_size,
+            "method": self.method,
+            "granularity": self.granularity,
+            "target_modules": copy.copy(self.target_modules),
+            "modules_to_not_convert": copy.copy(self.modules_to_not_convert),
+            "calibration_seq_len": self.calibration_seq_len,
+            "calibration_samples": self.calibration_samples,
+            "damp_percent": self.damp_percent,
+            "block_size": self.block_size,
+            "act_order": self.act_order,
+        }
+        if self.calibration_tokens is not None:
+            out["calibration_tokens"] = self.calibration_tokens
+        if self.budget is not None:
+            out["budget"] = copy.deepcopy(self.budget)
+        if self.layer_bits is not None:
+            out["layer_bits"] = dict(self.layer_bits)
+        if self.selection is not None:
+            out["selection"] = copy.deepcopy(dict(self.selection))
+        return out
+
+    def __iter__(self):
+        # The mixin iterates a deep copy of __dict__, which would copy (and expose) the calibration data.
+        yield from self.to_dict().items()
+
+    def __deepcopy__(self, memo):
+        # transformers deep-copies the model config (and this config with it) while loading; the calibration
+        # data and tokenizer are read-only inputs, so they are shared rather than copied.
+        clone = copy.copy(self)
+        for key, value in self.__dict__.items():
+            if key not in NOT_SERIALIZED:
+                setattr(clone, key, copy.deepcopy(value, memo))
+        return clone
+
+    def get_loading_attributes(self) -> dict[str, Any]:
+        """Options of a ``from_pretrained(saved_supernet, quantization_config=...)`` call that apply at load time."""
+        attributes = {"budget": copy.deepcopy(self.budget)} if self.budget is not None else {}
+        # the budget search's inputs travel with the budget (shared, not copied: they may be large or unpicklable)
+        for name in ("search_data", "search_options", "tokenizer"):
+            if self.budget is not None and getattr(self, name) is not None:
+                attributes[name] = getattr(self, name)
+        return attributes
+
+
+def _accept_loading_attributes(config_cls: type) -> None:
+    """Let ``get_loading_attributes()`` of ``config_cls`` reach the quantizer of a saved checkpoint.
+
+    transformers merges a user's config into a pre-quantized checkpoint's config only for the
+    config classes listed in the module-level tuple ``LOADING_ATTRIBUTES_CONFIG_TYPES``
+    (``transformers/quantizers/auto.py``, read at call time by ``merge_quantization_configs``);
+    for any other class the user's ``budget=`` would be dropped with a warning. There is no public
+    registration for this, so the class is appended to that tuple once, here, at import.
+    Tested by ``tests/supernet/test_config.py::test_budget_reaches_quantizer_of_saved_supernet``.
+    """
+    types = transformers_quantizers_auto.LOADING_ATTRIBUTES_CONFIG_TYPES
+    if config_cls not in types:
+        transformers_quantizers_auto.LOADING_ATTRIBUTES_CONFIG_TYPES = (*types, config_cls)
+
+
+_accept_loading_attributes(QFAQuantizationConfig)

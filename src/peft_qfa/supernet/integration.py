@@ -1,0 +1,177 @@
+"""Which linears become ``QFALinear`` layers, and the module swap itself.
+
+The quantizer decides *when* (before weight loading for a saved supernet, after it for a fresh
+build); this module decides *which* modules (``target_modules`` / ``modules_to_not_convert``)
+and performs the replacement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+from transformers.quantizers.quantizers_utils import should_convert_module
+from transformers.utils import logging
+
+from ..quant import QuantizedWeight
+from .config import QFAQuantizationConfig
+from .layer import QFALinear
+
+logger = logging.get_logger(__name__)
+
+GUARD_SUFFIX = "weight"
+"""Each saved QFA layer also writes its candidate bits under ``{layer}.weight`` (an int32 vector).
+
+A model built *without* the QFA quantizer (``import peft_qfa`` forgotten) expects a float
+``[out, in]`` weight under that name, so transformers refuses the file with a size-mismatch
+error instead of silently leaving random weights where the quantized ones were not read."""
+
+
+def _tied_weight_names(model: nn.Module) -> set[str]:
+    """Parameter names that share storage with another one (``lm_head.weight`` <-> embeddings).
+
+    While transformers builds the skeleton the weights are not tied yet, so the model's declared
+    ties (``all_tied_weights_keys``) are read as well as the actual sharing.
+    """
+    declared = getattr(model, "all_tied_weights_keys", None) or {}
+    names = set(declared) | set(declared.values())
+    get_input = getattr(model, "get_input_embeddings", None)
+    embeddings = get_input() if callable(get_input) else None
+    if embeddings is not None:
+        shared = getattr(embeddings, "weight", None)
+        names |= {n for n, p in model.named_parameters(remove_duplicate=False) if p is shared}
+    return names
+
+
+def _output_embeddings(model: nn.Module) -> nn.Module | None:
+    get_output = getattr(model, "get_output_embeddings", None)
+    return get_output() if callable(get_output) else None
+
+
+def _matches_target(name: str, target_modules: str | list[str]) -> bool:
+    if isinstance(target_modules, str):
+        return target_modules == "all-linear" or re.fullmatch(target_modules, name) is not None
+    return any(name == key or name.endswith(f".{key}") for key in target_modules)
+
+
+def find_qfa_targets(
+    model: nn.Module,
+    config: QFAQuantizationConfig,
+    keep_in_fp32_modules: Iterable[str] | None = None,
+) -> dict[str, nn.Linear]:
+    """``{module name: nn.Linear}`` of the layers ``config`` turns into supernet layers.
+
+    ``"all-linear"`` skips the output head; an explicit list or regex may name it unless its weight
+    is tied to the input embeddings (a supernet keeps no float copy, so the tie could not hold).
+    ``modules_to_not_convert`` and the model's ``_keep_in_fp32_modules`` always win. Raises a
+    ``ValueError`` naming the linears that exist when nothing matches.
+    """
+    skip = list(config.modules_to_not_convert or []) + list(keep_in_fp32_modules or [])
+    head = _output_embeddings(model)
+    tied = _tied_weight_names(model)
+    linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    targets: dict[str, nn.Linear] = {}
+    for name, module in linears.items():
+        if not _matches_target(name, config.target_modules):
+            continue
+        if not should_convert_module(name, skip or None):
+            continue
+        if module is head and config.target_modules == "all-linear":
+            continue
+        if f"{name}.weight" in tied:
+            raise ValueError(
+                f"QFAQuantizationConfig targets `{name}`, whose weight is tied to the input embeddings; a "
+                "supernet keeps no float copy of a target, so the tie cannot hold. Remove it from "
+                "`target_modules` or add it to `modules_to_not_convert`."
+            )
+        targets[name] = module
+    if not targets:
+        examples = list(linears)[:5]
+        raise ValueError(
+            f"QFAQuantizationConfig(target_modules={config.target_modules!r}, "
+            f"modules_to_not_convert={config.modules_to_not_convert!r}) matches no linear layer of "
+            f"{type(model).__name__}. "
+            + (
+                f"Its linear layers are e.g. {examples}."
+                if examples
+                else "The model has no nn.Linear layers."
+            )
+        )
+    if not isinstance(config.target_modules, str):
+        unused = [key for key in config.target_modules if not any(_matches_target(n, [key]) for n in targets)]
+        if unused:
+            logger.warning(f"QFA target_modules entries {unused} matched no linear layer; they are ignored.")
+    bad = {name: m.in_features for name, m in targets.items() if m.in_features % config.group_size}
+    if bad:
+        raise ValueError(
+            f"QFAQuantizationConfig: group_size={config.group_size} does not divide in_features of "
+            f"{len(bad)} target layer(s), e.g. {dict(list(bad.items())[:3])}. Pick a group size that divides "
+            "them or add those layers to `modules_to_not_convert`."
+        )
+    return targets
+
+
+def _qfa_linear_like(
+    linear: nn.Linear, config: QFAQuantizationConfig, dtype: torch.dtype, device
+) -> QFALinear:
+    return QFALinear(
+        linear.in_features,
+        linear.out_features,
+        bits=config.bits,
+        group_size=config.group_size,
+        bias=linear.bias is not None,
+        dtype=dtype,
+        device=device,
+    )
+
+
+def replace_with_qfa_linear(
+    model: nn.Module,
+    config: QFAQuantizationConfig,
+    dtype: torch.dtype | None = None,
+    keep_in_fp32_modules: Iterable[str] | None = None,
+) -> list[str]:
+    """Swap every target linear for an empty ``QFALinear`` on the meta device (saved-supernet loading).
+
+    transformers then fills ``b{bits}_packed`` / ``b{bits}_scales`` / ``b{bits}_zeros`` (and
+    ``bias``) by name from the checkpoint. Returns the replaced module names.
+    """
+    targets = find_qfa_targets(model, config, keep_in_fp32_modules)
+    for name, linear in targets.items():
+        layer_dtype = dtype if isinstance(dtype, torch.dtype) else linear.weight.dtype
+        model.set_submodule(name, _qfa_linear_like(linear, config, layer_dtype, "meta"))
+    return list(targets)
+
+
+def install_qfa_linear(
+    model: nn.Module,
+    name: str,
+    linear: nn.Linear,
+    config: QFAQuantizationConfig,
+    weights: Mapping[int, QuantizedWeight],
+) -> QFALinear:
+    """Replace the full-precision ``linear`` at ``name`` by a ``QFALinear`` holding ``weights``.
+
+    The new layer is built on the meta device and then receives the quantized tensors, so no
+    placeholder copies are allocated; the caller drops its last reference to ``linear``.
+    """
+    layer = _qfa_linear_like(linear, config, linear.weight.dtype, "meta")
+    layer.load_quantized(weights, bias=linear.bias)
+    model.set_submodule(name, layer)
+    return layer
+
+
+def guard_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The ``{layer}.weight`` guard tensors written beside each QFA layer (see :data:`GUARD_SUFFIX`)."""
+    return {
+        f"{name}.{GUARD_SUFFIX}": torch.tensor(module.candidate_bits, dtype=torch.int32)
+        for name, module in model.named_modules()
+        if isinstance(module, QFALinear)
+    }
+
+
+def guard_key_patterns(layer_names: Iterable[str]) -> set[str]:
+    """Regexes for transformers' ``_keys_to_ignore_on_load_unexpected``: the guards of these layers."""
+    return {rf"(^|\.){re.escape(name)}\.{GUARD_SUFFIX}$" for name in layer_names}

@@ -1,0 +1,191 @@
+"""Search strategies: every subnet fits its budget; ours finds the optimum of an additive score; results as data."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import peft_qfa
+from peft_qfa.search import (
+    Budget,
+    CallableEvaluator,
+    LossEvaluator,
+    SensitivityKnapsackSearch,
+    TwoStageSearch,
+    plot_pareto,
+    run_search,
+)
+from peft_qfa.search.budget import feasible_range
+from peft_qfa.search.strategies import knapsack
+
+from .search_helpers import ShapeOnlySupernet, additive_score
+
+BIT_SETS = [(2, 3, 4), (2, 4), (3, 4, 8), (2, 3)]
+TINY_STRATEGIES = {
+    "two-stage": lambda seed: TwoStageSearch(n_random=6, n_refine=4, seed=seed),
+    "sensitivity-knapsack": lambda seed: SensitivityKnapsackSearch(
+        population=3, generations=2, children=3, seed=seed
+    ),
+}
+
+
+def random_supernet(rng: random.Random, bits):
+    blocks = [
+        [(32 * rng.randint(1, 4), 8 * rng.randint(1, 5)) for _ in range(rng.randint(1, 3))]
+        for _ in range(rng.randint(1, 6))
+    ]
+    return ShapeOnlySupernet(blocks, bits)
+
+
+def random_loss(model, rng: random.Random):
+    """Per-layer losses that fall with bits, plus a small interaction term so the score is not purely additive."""
+    layers = peft_qfa.supernet.layer.find_bit_layers(model)
+    table = {}
+    for name, layer in layers.items():
+        drops = sorted((rng.random() for _ in layer.candidate_bits), reverse=True)
+        table[name] = dict(zip(layer.candidate_bits, drops, strict=True))
+    additive = additive_score(table)
+    return lambda m: additive(m) + 0.05 * rng.random()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    bits=st.sampled_from(BIT_SETS),
+    granularity=st.sampled_from(["block", "layer"]),
+    kind=st.sampled_from(["bits", "bytes"]),
+    position=st.floats(0.0, 1.0),
+    strategy=st.sampled_from(sorted(TINY_STRATEGIES)),
+)
+def test_a_subnet_never_exceeds_its_budget(seed, bits, granularity, kind, position, strategy):
+    rng = random.Random(seed)
+    model = random_supernet(rng, bits)
+    space = peft_qfa.search_space(model, granularity)
+    low, high = feasible_range(space, kind)
+    value = low + position * (high - low)
+    budget = Budget(kind, value if kind == "bits" else float(int(value)))
+    evaluator = CallableEvaluator(random_loss(model, rng), higher_is_better=False)
+    result = run_search(model, space, budget, evaluator, TINY_STRATEGIES[strategy](seed))
+    choice = result.best()
+    assert choice.budget == budget
+    assert choice.cost == space.cost(choice.subnet)  # the recorded cost is the cost model's
+    assert budget.fits(space.cost(choice.subnet))
+    assert budget.measure(space.cost(choice.subnet)) <= budget.value + 1e-9
+    # nothing better that fits was evaluated and overlooked
+    fitting = [e.score for e in result.evaluations if budget.fits(e.cost)]
+    assert choice.score == min(fitting)
+
+
+@pytest.mark.parametrize("kind", ["bits", "bytes"])
+def test_ours_finds_the_exhaustive_optimum_of_an_additive_score(kind):
+    rng = random.Random(1)
+    model = random_supernet(random.Random(5), (2, 3, 4))
+    space = peft_qfa.search_space(model, "layer")
+    table = {
+        name: dict(
+            zip(layer.candidate_bits, sorted((rng.random() for _ in range(3)), reverse=True), strict=True)
+        )
+        for name, layer in peft_qfa.supernet.layer.find_bit_layers(model).items()
+    }
+    loss = additive_score(table)
+    low, high = feasible_range(space, kind)
+    for position in (0.2, 0.5, 0.8):
+        budget = Budget(kind, low + position * (high - low))
+        best = min(
+            (
+                space.subnet(dict(zip(space.group_names, combo, strict=True)))
+                for combo in itertools.product(*(g.bits for g in space.groups))
+            ),
+            key=lambda s: loss_of(model, s, loss) if budget.fits(space.cost(s)) else float("inf"),
+        )
+        result = run_search(
+            model,
+            space,
+            budget,
+            CallableEvaluator(loss, higher_is_better=False),
+            SensitivityKnapsackSearch(generations=0),
+        )
+        assert result.score == pytest.approx(loss_of(model, best, loss), abs=1e-12)
+
+
+def loss_of(model, subnet, loss):
+    with peft_qfa.use_subnet(model, subnet):
+        return loss(model)
+
+
+def test_knapsack_is_exact_on_a_small_instance():
+    options = {
+        "a": {2: (0.0, 5.0), 3: (1.0, 2.0), 4: (2.0, 0.0)},
+        "b": {2: (0.0, 4.0), 3: (1.0, 3.5), 4: (2.0, 0.0)},
+        "c": {2: (0.0, 1.0), 3: (1.0, 0.5), 4: (2.0, 0.0)},
+    }
+    for capacity in (0.0, 1.0, 2.0, 3.0, 4.5, 6.0):
+        brute = min(
+            (
+                dict(zip("abc", combo, strict=True))
+                for combo in itertools.product((2, 3, 4), repeat=3)
+                if sum(options[g][b][0] for g, b in zip("abc", combo, strict=True)) <= capacity
+            ),
+            key=lambda a: sum(options[g][b][1] for g, b in a.items()),
+        )
+        found = knapsack(list("abc"), options, capacity)[0]
+        assert sum(options[g][b][1] for g, b in found.items()) == sum(
+            options[g][b][1] for g, b in brute.items()
+        )
+        assert sum(options[g][b][0] for g, b in found.items()) <= capacity
+
+
+@pytest.mark.parametrize("strategy", sorted(TINY_STRATEGIES))
+def test_search_on_a_real_supernet(supernet, search_ids, strategy, tmp_path):
+    evaluator = LossEvaluator(search_ids, seq_len=24)
+    space = peft_qfa.search_space(supernet)
+    before = peft_qfa.get_subnet(supernet)
+    result = run_search(supernet, space, [2.5, "3.5bits"], evaluator, TINY_STRATEGIES[strategy](0))
+    assert peft_qfa.get_subnet(supernet) == before  # the model's own subnet is restored
+    assert [str(c.budget) for c in result.choices] == ["2.5 bits", "3.5 bits"]
+    for choice in result.choices:
+        assert choice.budget.fits(space.cost(choice.subnet))
+        with peft_qfa.use_subnet(supernet, choice.subnet):  # the reported score is the subnet's real score
+            assert LossEvaluator(search_ids, seq_len=24).score(supernet) == pytest.approx(
+                choice.score, rel=1e-6
+            )
+    # the evaluator cache: every subnet evaluated once, and the count says so
+    assert result.n_evaluations == evaluator.n_evaluations == len(result.evaluations) == len(evaluator.cache)
+    front = result.pareto_front()
+    assert all(
+        a.cost.avg_bits <= b.cost.avg_bits and a.score > b.score
+        for a, b in zip(front, front[1:], strict=False)
+    )
+    json.dumps(result.to_dict())  # the result is plain data
+    assert result.selection(2.5)["bits_per_group"] == dict(result.best(2.5).subnet)
+    png = plot_pareto(result, tmp_path / "pareto.png")
+    with open(png, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_strategy_options_are_checked():
+    with pytest.raises(ValueError, match="TwoStageSearch: need n_random >= 1"):
+        TwoStageSearch(n_random=0)
+    with pytest.raises(ValueError, match="SensitivityKnapsackSearch: need population >= 2"):
+        SensitivityKnapsackSearch(population=1)
+    with pytest.raises(ValueError, match="Unknown search strategy 'greedy'"):
+        peft_qfa.search.make_strategy("greedy")
+
+
+def test_sensitivity_probes_on_a_cheaper_evaluator_are_counted(supernet, search_ids):
+    evaluator, probes = LossEvaluator(search_ids, seq_len=24), LossEvaluator(search_ids[:1], seq_len=24)
+    strategy = SensitivityKnapsackSearch(population=3, generations=1, children=2, probe_evaluator=probes)
+    result = run_search(supernet, peft_qfa.search_space(supernet), 3.0, evaluator, strategy)
+    assert (
+        probes.n_evaluations == 1 + 4 * 2
+    )  # the all-4-bit reference, then each of 4 blocks at 3 and at 2 bits
+    assert result.n_evaluations == evaluator.n_evaluations + probes.n_evaluations
+    assert (
+        len(result.evaluations) == evaluator.n_evaluations
+    )  # candidates are scored by the search's evaluator
+    assert Budget("bits", 3.0).fits(result.best().cost)

@@ -1,0 +1,162 @@
+"""``peft-qfa train``: options from flags and a JSON file, data loading, and a full tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import transformers
+from transformers import AutoModelForCausalLM
+
+import peft_qfa
+from peft_qfa.cli import COMMANDS, build_parser, main
+from peft_qfa.train.cli import SUMMARY_FILE, load_texts, resolve_options, token_blocks, train_supernet
+
+TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune,\nmust be in want of a wife.\n"
+
+
+@pytest.fixture
+def text_files(tmp_path):
+    files = []
+    for i in range(2):
+        path = tmp_path / f"novel{i}.txt"
+        path.write_text(TEXT * (20 + i), encoding="utf-8")
+        files.append(str(path))
+    return files
+
+
+def parse(*argv):
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_every_command_module_registers_itself():
+    assert "train" in COMMANDS
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+
+
+def test_a_config_file_gives_options_and_flags_override_it(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"model": "m", "data": ["a.txt"], "output": "o", "bits": [2, 4], "group-size": 32,
+                                  "steps": 50, "lr": 0.001}))
+    options = resolve_options(parse("--config", str(config), "--steps", "7", "--bits", "3,4"))
+    assert options["steps"] == 7 and options["bits"] == (3, 4)  # flags win
+    assert options["group_size"] == 32 and options["lr"] == 0.001 and options["data"] == ["a.txt"]  # from the file
+    assert options["schedule"] == "resource-balanced" and options["period"] is None  # defaults
+
+
+def test_bad_options_are_named(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"peft-qfa train: --model, --output must be given"):
+        resolve_options(parse("--data", "a.txt"))
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"model": "m", "learning_rate": 1}))
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['learning_rate'\] in .*run.json; known options: \["):
+        resolve_options(parse("--config", str(config)))
+    with pytest.raises(ValueError, match="`--schedule fixed` needs `--fixed-bits`"):
+        resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--schedule", "fixed"))
+    with pytest.raises(ValueError, match="`steps` must be positive, got 0"):
+        resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--steps", "0"))
+    assert main(["train", "--data", "a.txt"]) == 2
+    assert "--model, --output must be given" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse lists the known schedules
+        parse("--schedule", "balanced")
+    error = capsys.readouterr().err
+    assert "invalid choice: 'balanced'" in error and all(name in error for name in ("resource-balanced", "sandwich"))
+
+
+def test_text_and_json_data_become_token_blocks(tmp_path, text_files, tiny_model_with_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_with_tokenizer_dir)
+    texts = load_texts(text_files)
+    assert len(texts) == 2 and texts[0]["text"].count("\n") == 40  # one row per file, line breaks kept
+    blocks = token_blocks(texts, tokenizer, seq_len=16)
+    n_tokens = sum(len(t) + 1 for t in texts["text"])  # one character per token, plus an EOS per file
+    assert len(blocks) == n_tokens // 16
+    assert blocks[0]["input_ids"] == blocks[0]["labels"] and len(blocks[0]["input_ids"]) == 16
+
+    records = tmp_path / "records.jsonl"
+    records.write_text("\n".join(json.dumps({"body": TEXT, "id": i}) for i in range(3)))
+    assert load_texts([str(records)], text_column="body")["body"] == [TEXT] * 3
+    with pytest.raises(ValueError, match=r"the data has no column 'text'; its columns are \['body', 'id'\]"):
+        load_texts([str(records)])
+    with pytest.raises(ValueError, match="--data mixes local files with names that are not files"):
+        load_texts([str(records), "no/such/file.txt"])
+    with pytest.raises(ValueError, match="must be all text .* or all JSON"):
+        load_texts([str(records), text_files[0]])
+    with pytest.raises(ValueError, match="less than one --seq-len=100000 block"):
+        token_blocks(texts, tokenizer, seq_len=100_000)
+
+
+def test_train_command_trains_saves_and_reports(tmp_path, text_files, tiny_model_with_tokenizer_dir, capsys):
+    output = tmp_path / "supernet"
+    argv = [
+        "--model", tiny_model_with_tokenizer_dir, "--data", *text_files, "--output", str(output),
+        "--method", "gptq", "--calibration-samples", "4", "--group-size", "32", "--r", "2", "--lora-alpha", "4",
+        "--steps", "4", "--batch-size", "2", "--seq-len", "16", "--lr", "0.01", "--logging-steps", "2",
+        "--schedule", "sandwich", "--seed", "1",
+    ]
+    trainer, _ = train_supernet(resolve_options(parse(*argv)))  # what `peft-qfa train ARGV` runs
+    printed = capsys.readouterr().out
+    assert "Optimizer steps per bit-width and group (sandwich schedule):" in printed
+    assert "model.layers.0" in printed and "4-bit" in printed
+    assert [e["step"] for e in trainer.state.log_history if "qfa/avg_bits" in e] == [2, 4]
+    # right after the flow callback, so report_to integrations (called before user callbacks) see qfa/avg_bits
+    names = [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
+    assert names[:2] == ["DefaultFlowCallback", "QFASamplerCallback"]
+
+    summary = json.loads((output / SUMMARY_FILE).read_text())
+    assert summary["steps"] == 4 and summary["sampler"] == {"name": "sandwich", "seed": 1}
+    assert summary["options"]["method"] == "gptq" and summary["options"]["bits"] == [2, 3, 4]
+    # sandwich over 4 steps: largest, smallest, random, largest
+    for counts in summary["bit_counts"].values():
+        assert counts.get("4", 0) >= 2 and counts.get("2", 0) >= 1 and sum(counts.values()) == 4
+    assert (output / "tokenizer.json").is_file()
+    assert not (output / "checkpoints").exists() or not any((output / "checkpoints").glob("checkpoint-*"))
+
+    # the folder reloads as the supernet with its trained adapters
+    reloaded = AutoModelForCausalLM.from_pretrained(output)
+    assert peft_qfa.search_space(reloaded).fingerprint() == peft_qfa.search_space(trainer.model).fingerprint()
+    trained = {n.removeprefix("base_model.model."): p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    loaded = {n: p for n, p in reloaded.named_parameters() if ".qfa_" in n}
+    assert trained.keys() == loaded.keys()
+    assert all(torch.equal(trained[n], loaded[n]) for n in trained)
+    assert any(p.abs().sum() > 0 for n, p in loaded.items() if ".qfa_B." in n)  # B starts at zero: it trained
+
+
+def test_train_command_resumes_from_its_checkpoints(tmp_path, text_files, tiny_model_with_tokenizer_dir, monkeypatch):
+    common = [
+        "train", "--model", tiny_model_with_tokenizer_dir, "--data", *text_files, "--method", "rtn",
+        "--group-size", "32", "--r", "2", "--batch-size", "2", "--seq-len", "16", "--lr", "0.01", "--steps", "4",
+    ]
+    straight, straight_callback = train_supernet(resolve_options(parse(*common[1:], "--output", str(tmp_path / "a"))))
+
+    interrupted = [*common[1:], "--output", str(tmp_path / "b"), "--save-steps", "2"]
+    with monkeypatch.context() as patch:  # an interruption after step 2, once its checkpoint is written
+        patch.setattr(transformers, "Trainer", _trainer_stopping_at(2))
+        train_supernet(resolve_options(parse(*interrupted)))
+    assert (tmp_path / "b" / "checkpoints" / "checkpoint-2").is_dir()
+    resumed, resumed_callback = train_supernet(resolve_options(parse(*interrupted, "--resume", "auto")))
+
+    assert resumed.state.global_step == 4
+    assert resumed_callback.bit_counts == straight_callback.bit_counts
+    ours = dict(resumed.model.named_parameters())
+    trained = [(n, p) for n, p in straight.model.named_parameters() if p.requires_grad]
+    assert trained and all(torch.equal(p, ours[n]) for n, p in trained)
+    with pytest.raises(ValueError, match="--resume auto found no checkpoint in"):
+        train_supernet(resolve_options(parse(*common[1:], "--output", str(tmp_path / "c"), "--resume", "auto")))
+
+
+def _trainer_stopping_at(step):
+    class StopAt(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                control.should_training_stop = True
+
+    class StoppingTrainer(transformers.Trainer):
+        def __init__(self, *args, callbacks=None, **kwargs):
+            super().__init__(*args, callbacks=[*(callbacks or []), StopAt()], **kwargs)
+
+    return StoppingTrainer

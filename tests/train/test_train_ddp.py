@@ -1,0 +1,92 @@
+"""Two DDP ranks (gloo, CPU) train the supernet with the Trainer: same subnets, identical adapters, and
+the same adapters as one process over the same global batches."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import peft_qfa
+from peft_qfa import build_sampler
+from peft_qfa.train.callback import check_ddp_settings
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load_worker():
+    spec = importlib.util.spec_from_file_location("qfa_ddp_worker", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def ddp_ranks(tmp_path_factory, tiny_model_dir):
+    """Rank results of ``torchrun --nproc_per_node 2`` (2 micro-batches of 2 per rank and step)."""
+    out = tmp_path_factory.mktemp("ddp")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(free_port()), str(WORKER), tiny_model_dir, str(out), "2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [torch.load(out / f"rank{rank}.pt") for rank in (0, 1)]
+
+
+def test_two_gloo_ranks_train_the_same_subnets_to_identical_adapters(ddp_ranks, make_qfa_model):
+    for rank in ddp_ranks:
+        assert rank["world_size"] == 2 and rank["backend"] == "gloo"
+        assert rank["ddp"] == "DistributedDataParallel" and rank["find_unused_parameters"] is True
+    first, second = ddp_ranks
+    space = peft_qfa.search_space(make_qfa_model())
+    sampler = build_sampler("resource-balanced", space, seed=0, total_steps=len(first["subnets"]))
+    assert first["subnets"] == second["subnets"] == [dict(sampler.sample(step)) for step in range(len(first["subnets"]))]
+    assert first["adapters"].keys() == second["adapters"].keys()
+    for name, value in first["adapters"].items():
+        assert torch.equal(value, second["adapters"][name]), name
+    initial = {n: p for n, p in make_qfa_model().named_parameters() if p.requires_grad}
+    assert any(not torch.equal(initial[n], v) for n, v in first["adapters"].items())
+
+
+def test_ddp_matches_one_process_over_the_same_global_batches(ddp_ranks, tiny_model_dir, tmp_path):
+    """One process with 4 micro-batches per step sees the batches the two ranks saw together."""
+    load_worker().main(tiny_model_dir, str(tmp_path), "4")
+    single = torch.load(tmp_path / "rank0.pt")
+    assert single["world_size"] == 1
+    assert single["subnets"] == ddp_ranks[0]["subnets"]
+    for name, value in single["adapters"].items():
+        torch.testing.assert_close(ddp_ranks[0]["adapters"][name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_ddp_settings_that_break_supernet_training_are_refused(space32):
+    uniform = build_sampler("uniform", space32)
+    ddp = dict(world_size=2, ddp_find_unused_parameters=None, ddp_static_graph=None)
+    check_ddp_settings(SimpleNamespace(**ddp), uniform)  # the Trainer's defaults are fine
+    check_ddp_settings(SimpleNamespace(**{**ddp, "ddp_find_unused_parameters": True}), uniform)
+    with pytest.raises(ValueError, match="`ddp_find_unused_parameters=False` cannot train a supernet under DDP"):
+        check_ddp_settings(SimpleNamespace(**{**ddp, "ddp_find_unused_parameters": False}), uniform)
+    with pytest.raises(ValueError, match=r"`ddp_static_graph=True` assumes every step uses the same parameters, but the 'uniform'"):
+        check_ddp_settings(SimpleNamespace(**{**ddp, "ddp_static_graph": True}), uniform)
+    check_ddp_settings(SimpleNamespace(**{**ddp, "ddp_static_graph": True}), build_sampler("fixed", space32, subnet=3))
+    check_ddp_settings(SimpleNamespace(**{**ddp, "world_size": 1, "ddp_find_unused_parameters": False}), uniform)
