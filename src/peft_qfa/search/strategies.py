@@ -392,6 +392,11 @@ class SensitivityKnapsackSearch(SearchStrategy):
         fitting.sort(key=lambda r: run.evaluator.quality(r.score), reverse=True)
         return fitting[: self.population]
 
+    @staticmethod
+    def _tournament(run: SearchRun, parents: list[Evaluation]) -> Evaluation:
+        """The better of two random parents."""
+        return max(run.rng.sample(parents, 2), key=lambda r: run.evaluator.quality(r.score))
+
     def _children(
         self, run: SearchRun, budget: Budget, table: CostTable, parents: list[Evaluation]
     ) -> list[Subnet]:
@@ -401,9 +406,7 @@ class SensitivityKnapsackSearch(SearchStrategy):
         for _ in range(self.children * 20):
             if len(children) == self.children:
                 break
-            mother, father = (
-                min(rng.sample(parents, 2), key=lambda r: -run.evaluator.quality(r.score)) for _ in range(2)
-            )
+            mother, father = (self._tournament(run, parents) for _ in range(2))
             bits = {
                 name: (mother if rng.random() < 0.5 else father).subnet[name] for name in space.group_names
             }
