@@ -37,7 +37,11 @@ def load_worker():
 
 @pytest.fixture(scope="module")
 def ddp_ranks(tmp_path_factory, tiny_model_dir):
-    """Rank results of ``torchrun --nproc_per_node 2`` (2 micro-batches of 2 per rank and step)."""
+    """Rank results of a 2-process ``accelerate launch`` (2 micro-batches of 2 per rank and step).
+
+    accelerate 1.15's ``--cpu --num_processes 2`` starts one process only; ``--multi_gpu`` with
+    ``TrainingArguments(use_cpu=True, ddp_backend="gloo")`` starts two gloo ranks on a CPU machine.
+    """
     out = tmp_path_factory.mktemp("ddp")
     env = {
         **os.environ,
@@ -46,8 +50,10 @@ def ddp_ranks(tmp_path_factory, tiny_model_dir):
         "HF_HUB_OFFLINE": "1",
     }
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(free_port()), str(WORKER), tiny_model_dir, str(out), "2",
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
+        str(WORKER), tiny_model_dir, str(out), "2",
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
