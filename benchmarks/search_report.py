@@ -97,6 +97,9 @@ def main() -> None:
         default=1024,
         help="ours: sensitivity probes scored on the first N search tokens (0: all of them)",
     )
+    parser.add_argument(
+        "--no-two-stage", action="store_true", help="skip the paper's search (e.g. to time ours alone)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads",
@@ -143,18 +146,20 @@ def main() -> None:
     search_eval_paper = LossEvaluator(
         search_ids, seq_len=args.seq_len, batch_size=4
     )  # own cache: fair counts
-    paper = run_search(
-        model,
-        space,
-        budgets,
-        search_eval_paper,
-        TwoStageSearch(n_random=args.n_random, n_refine=args.n_refine, seed=args.seed),
-    )
+    paper = None
+    if not args.no_two_stage:
+        paper = run_search(
+            model,
+            space,
+            budgets,
+            search_eval_paper,
+            TwoStageSearch(n_random=args.n_random, n_refine=args.n_refine, seed=args.seed),
+        )
 
     rows = []
     for budget in budgets:
         uniform = max((b for b in space.all_bits if budget.fits(space.cost(space.uniform(b)))), default=None)
-        candidates = [("ours", ours.best(budget)), ("two-stage", paper.best(budget))]
+        candidates = [("ours", ours.best(budget))] + ([("two-stage", paper.best(budget))] if paper else [])
         for name, choice in candidates:
             rows.append(
                 {
@@ -209,21 +214,21 @@ def main() -> None:
             if probe_eval
             else ""
         )
-        + "), "
-        f"two-stage {paper.seconds:.0f} s ({paper.n_evaluations} evaluations)"
+        + ")"
+        + (f", two-stage {paper.seconds:.0f} s ({paper.n_evaluations} evaluations)" if paper else "")
     )
 
     png = plot_pareto(
         ours,
         out / "pareto.png",
         title="SmolLM2-135M QFA: search loss vs average bits",
-        others=[("two-stage", paper)],
+        others=[("two-stage", paper)] if paper else [],
     )
     report = {
         "args": vars(args),
         "rows": rows,
         "ours": ours.to_dict(),
-        "two_stage": paper.to_dict(),
+        "two_stage": paper.to_dict() if paper else None,
         "setup_seconds": setup_seconds,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }

@@ -76,8 +76,9 @@ def subnet_perplexities(model, tokenizer, heldout, eval_tokens, eval_seq_len):
     return results
 
 
-def train(model, blocks, schedule, args, output_dir, steps):
-    callback = QFASamplerCallback(schedule=schedule, seed=args.seed)
+def train(model, blocks, schedule, args, output_dir, steps, **sampler_options):
+    """``steps`` Trainer steps of ``model`` with ``schedule`` (QA-LoRA's recipe: constant lr, clip 0.3)."""
+    callback = QFASamplerCallback(schedule=schedule, seed=args.seed, **sampler_options)
     timer = StepTimer()
     training_args = TrainingArguments(
         output_dir=output_dir,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,37 +35,10 @@ import time
 from pathlib import Path
 
 import torch
+from common import cached_supernet, reset_peak_rss, status_mib
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CONFIGS = ("lora_fp32", "qfa_supernet")
-
-
-def _status_mib(field: str) -> float:
-    """A ``Vm*`` line of ``/proc/self/status`` (kB) in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/self/status has no {field}; this benchmark measures memory on Linux only.")
-
-
-def _reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # resets VmHWM to the current VmRSS
-
-
-def _supernet_dir(cache: Path, group_size: int) -> Path:
-    """Build the RTN supernet once (in a child, so its full-precision build peak never counts) and cache it."""
-    folder = cache / f"smollm2-qfa-rtn-g{group_size}-b234"
-    if not (folder / "config.json").is_file():
-        code = (
-            "import sys, peft_qfa; from transformers import AutoModelForCausalLM; "
-            "from peft_qfa.testing import smollm2_path; "
-            "m = AutoModelForCausalLM.from_pretrained(smollm2_path(), quantization_config=peft_qfa.QFAQuantizationConfig("
-            f"bits=(2, 3, 4), group_size={group_size}, method='rtn')); m.save_pretrained(sys.argv[1])"
-        )
-        subprocess.run([sys.executable, "-c", code, str(folder)], check=True)
-    return folder
 
 
 def _build(config: str, args) -> torch.nn.Module:
@@ -93,15 +65,15 @@ def run_child(config: str, args) -> dict:
     """Everything one configuration does, in this (child) process; returns its measurements."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    rss_after_imports = _status_mib("VmRSS")
+    rss_after_imports = status_mib("VmRSS")
     model = _build(config, args)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     batch = torch.randint(0, 49152, (args.batch, args.seq_len), generator=torch.Generator().manual_seed(0))
     gc.collect()
-    load_peak, rss_loaded = _status_mib("VmHWM"), _status_mib("VmRSS")
-    _reset_peak_rss()
+    load_peak, rss_loaded = status_mib("VmHWM"), status_mib("VmRSS")
+    reset_peak_rss()
     times = []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
@@ -121,7 +93,7 @@ def run_child(config: str, args) -> dict:
         "config": config,
         "step_s": statistics.median(times),
         "step_s_all": times,
-        "train_peak_mib": _status_mib("VmHWM"),
+        "train_peak_mib": status_mib("VmHWM"),
         "load_peak_mib": load_peak,
         "rss_loaded_mib": rss_loaded,
         "rss_after_imports_mib": rss_after_imports,
@@ -141,9 +113,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--group-size", type=int, default=64)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(os.environ.get("PEFT_QFA_CACHE", "~/.cache/peft_qfa"))
-    )
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--supernet-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -152,7 +121,7 @@ def main() -> None:
         print(json.dumps(run_child(args.child, args)))
         return
 
-    args.supernet_dir = _supernet_dir(args.cache.expanduser(), args.group_size)
+    args.supernet_dir = cached_supernet("rtn", args.group_size)
     results = {}
     for config in CONFIGS:
         command = [sys.executable, __file__, "--child", config, "--supernet-dir", str(args.supernet_dir)]
