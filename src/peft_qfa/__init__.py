@@ -6,17 +6,17 @@ PEFT tuner type; load and save supernets only after importing it.
 
 __version__ = "0.1.0"
 
-# --- supernet: layers, spaces, subnets (issue 3) ---
+# --- search and deploy: budgets, subnet search, materialization, the Hub (issue 6) ---
+from .deploy import HubPushError, QFAPackedLinear, from_pretrained, materialize, push_to_hub, save_supernet
+from .search import SearchResult, plot_pareto, search_subnet
+
+# --- supernet (issue 3): layers, spaces, subnets and the "qfa" transformers quantization method;
+# importing registers it ---
+from .supernet.config import QFAQuantizationConfig
 from .supernet.layer import QFALinear
+from .supernet.quantizer import QFAHfQuantizer
 from .supernet.space import SearchSpace, Subnet
 from .supernet.subnet import get_subnet, search_space, set_subnet, use_subnet
-
-# --- supernet: the "qfa" transformers quantization method (issue 3); importing registers it ---
-from .supernet.config import QFAQuantizationConfig
-from .supernet.quantizer import QFAHfQuantizer
-
-# --- tuner: the "qfa" PEFT method, per-bit-width adapters (issue 4); importing registers it ---
-from .tuner import QFAConfig, QFAModel, merge_into_quantized, merged_quantized_weights
 
 # --- train: subnet samplers and the Trainer callback (issue 5) ---
 from .train import (
@@ -30,9 +30,8 @@ from .train import (
     register_sampler,
 )
 
-# --- search and deploy: budgets, subnet search, materialization, the Hub (issue 6) ---
-from .deploy import HubPushError, QFAPackedLinear, from_pretrained, materialize, push_to_hub, save_supernet
-from .search import SearchResult, plot_pareto, search_subnet
+# --- tuner: the "qfa" PEFT method, per-bit-width adapters (issue 4); importing registers it ---
+from .tuner import QFAConfig, QFAModel, merge_into_quantized, merged_quantized_weights
 
 __all__ = [
     # search and deploy (issue 6)

@@ -87,7 +87,7 @@ def test_gptq_one_hessian_equals_separate_runs():
     together = gptq_quantize(weight, hessian, (2, 4), 32)
     for bits in (2, 4):
         alone = gptq_quantize(weight, hessian, (bits,), 32)[bits]
-        for a, b in zip(together[bits], alone):
+        for a, b in zip(together[bits], alone, strict=True):
             assert torch.equal(a, b)
 
 

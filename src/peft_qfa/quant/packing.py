@@ -42,7 +42,7 @@ def packed_cols(cols: int, bits: int) -> int:
     return -(-cols // RUN) * bits
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run_plan(bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For each code j of a run: its first word, its shift there, and whether it straddles."""
     start = torch.arange(RUN, dtype=torch.int64) * bits
@@ -101,7 +101,7 @@ def unpack_codes(packed: torch.Tensor, bits: int, cols: int) -> torch.Tensor:
     n_runs = n_words // bits
     words = packed.reshape(rows, n_runs, bits).to(torch.int64) & 0xFFFFFFFF
     pieces = []
-    for index, (first, shifts) in enumerate(_codes_by_word(bits, packed.device)):
+    for index, (_first, shifts) in enumerate(_codes_by_word(bits, packed.device)):
         joined = words[..., index : index + 1]
         if index + 1 < bits:
             joined = joined | (words[..., index + 1 : index + 2] << 32)
