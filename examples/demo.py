@@ -245,6 +245,29 @@ def deploy(model, result, tokenizer, eval_ids, prompt_ids, args) -> list[dict]:
     return rows
 
 
+def reference_row(path, eval_ids, prompt_ids, args) -> dict:
+    """The full-precision model on the same text and prompt: what the deployed rows trade against."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    n_bytes = sum(
+        {t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}.values()
+    )  # a tied embedding counts once
+    ppl = perplexity(model, eval_ids, seq_len=256)
+    ids, seconds = timed_greedy(model, prompt_ids, args.new_tokens)
+    print(
+        f"  fp32 reference: {n_bytes / 1e6:.2f} MB, held-out perplexity {ppl:.2f}, "
+        f"{args.new_tokens / seconds:.2f} tokens/s"
+    )
+    return {
+        "budget": "fp32 reference",
+        "avg_bits": 32.0,
+        "bytes": n_bytes,
+        "safetensors_bytes": None,
+        "held_out_perplexity": ppl,
+        "tokens_per_second": args.new_tokens / seconds,
+        "bits_per_block": "-",
+    }
+
+
 def hub_round_trip(rows: list[dict], prompt_ids: torch.Tensor, args: argparse.Namespace) -> dict:
     """Push every deployed model to a loopback Hub and pull the middle one back, in a child process (see
     ``demo_hub.py``); the pulled model's greedy tokens must equal the local model's."""
@@ -287,7 +310,9 @@ def hub_round_trip(rows: list[dict], prompt_ids: torch.Tensor, args: argparse.Na
     return report
 
 
-def markdown_summary(corpus, counts: dict, before: dict, after: dict, rows: list[dict], steps: int) -> str:
+def markdown_summary(
+    corpus, counts: dict, before: dict, after: dict, rows: list[dict], reference: dict, steps: int
+) -> str:
     lines = [
         f"Corpus: {corpus.name}. Trained on {corpus.train_source} ({counts['train']} tokens; {steps} steps), "
         f"searched on the next {counts['search']} tokens of the training part (never trained on), "
@@ -296,10 +321,11 @@ def markdown_summary(corpus, counts: dict, before: dict, after: dict, rows: list
         "| budget | avg bits | bytes (cost model) | safetensors file | held-out ppl | tokens/s | bits per block |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for row in rows:
+    for row in [*rows, reference]:
+        file_size = "-" if row["safetensors_bytes"] is None else f"{row['safetensors_bytes'] / 1e6:.2f} MB"
         lines.append(
             f"| {row['budget']} | {row['avg_bits']:.3f} | {row['bytes'] / 1e6:.2f} MB | "
-            f"{row['safetensors_bytes'] / 1e6:.2f} MB | {row['held_out_perplexity']:.2f} | "
+            f"{file_size} | {row['held_out_perplexity']:.2f} | "
             f"{row['tokens_per_second']:.2f} | `{row['bits_per_block']}` |"
         )
     lines += ["", "| supernet subnet | held-out ppl before training | after training |", "|---|---:|---:|"]
@@ -359,12 +385,13 @@ def main():
     stage("deploy: materialize, save, score and generate")
     prompt_ids = tokenizer(args.prompt, return_tensors="pt").input_ids
     rows = deploy(model, result, tokenizer, eval_ids, prompt_ids, args)
+    reference = reference_row(path, eval_ids, prompt_ids, args)
 
     stage("Hub: push to a loopback Hub, pull one back")
     hub = hub_round_trip(rows, prompt_ids, args)
 
     stage("summary")
-    table = markdown_summary(corpus, counts, before, after, rows, args.steps)
+    table = markdown_summary(corpus, counts, before, after, rows, reference, args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     peft_qfa.plot_pareto(
         result,
@@ -387,6 +414,7 @@ def main():
         "supernet_perplexity": {"before_training": before, "after_training": after},
         "search": result.to_dict(),
         "deployed": rows,
+        "fp32_reference": reference,
         "hub": hub,
         "stage_seconds": stage.seconds,
         "total_seconds": round(stage.elapsed(), 1),
