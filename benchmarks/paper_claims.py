@@ -37,7 +37,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from common import cached_supernet, reset_peak_rss, status_mib
+from _common import cached_supernet, reset_peak_rss, status_mib
 from datasets import Dataset
 from peft import get_peft_model
 from train_schedules import train

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cached_supernet, reset_peak_rss, status_mib
+from _common import cached_supernet, reset_peak_rss, status_mib
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CONFIGS = ("lora_fp32", "qfa_supernet")
