@@ -121,3 +121,19 @@ def test_a_loaded_supernet_keeps_working_after_a_budget_load(adapter_folder, sea
     assert all(layer.candidate_bits == (2, 3, 4) for layer in layers.values())
     assert "load_adapter" not in vars(supernet)
     assert torch.isfinite(logits(supernet, probe_ids)).all()
+
+
+def test_a_budget_alone_scores_on_the_search_data_saved_with_the_supernet(supernet_dirs, search_ids, probe_ids, tmp_path):
+    folder = tmp_path / "supernet_with_search_data"
+    peft_qfa.save_supernet(with_adapters(supernet_dirs["llama"]), folder, search_data=search_ids)
+    with pytest.warns(UserWarning, match="loading attributes"):
+        alone = AutoModelForCausalLM.from_pretrained(
+            folder, quantization_config=QFAQuantizationConfig(budget=3.0, search_options=FAST)
+        )
+    explicit = peft_qfa.from_pretrained(folder, budget=3.0, eval_data=search_ids, search_options=FAST)
+    assert dict(peft_qfa.get_subnet(alone)) == dict(peft_qfa.get_subnet(explicit))
+    assert alone.qfa_search_result.score == explicit.qfa_search_result.score
+    assert torch.equal(logits(alone, probe_ids), logits(explicit, probe_ids))
+    with pytest.raises(ValueError, match="expected token ids, a 1-D or 2-D integer tensor"):
+        peft_qfa.save_supernet(with_adapters(supernet_dirs["llama"]), tmp_path / "bad", search_data=torch.rand(8))
+    assert not (tmp_path / "bad").exists()  # refused before anything was written

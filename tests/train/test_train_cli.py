@@ -7,11 +7,22 @@ import json
 import pytest
 import torch
 import transformers
-from transformers import AutoModelForCausalLM
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import peft_qfa
+from peft_qfa import QFAQuantizationConfig
 from peft_qfa.cli import COMMANDS, build_parser, main
-from peft_qfa.train.cli import SUMMARY_FILE, load_texts, resolve_options, token_blocks, train_supernet
+from peft_qfa.deploy.search_data import SEARCH_DATA_NAME
+from peft_qfa.supernet.layer import find_bit_layers
+from peft_qfa.train.cli import (
+    SUMMARY_FILE,
+    hold_back_search_blocks,
+    load_texts,
+    resolve_options,
+    token_blocks,
+    train_supernet,
+)
 
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune,\nmust be in want of a wife.\n"
 
@@ -124,6 +135,35 @@ def test_train_command_trains_saves_and_reports(tmp_path, text_files, tiny_model
     assert trained.keys() == loaded.keys()
     assert all(torch.equal(trained[n], loaded[n]) for n in trained)
     assert any(p.abs().sum() > 0 for n, p in loaded.items() if ".qfa_B." in n)  # B starts at zero: it trained
+
+    # the tail of the data was held back from training and saved: a budget alone now deploys the folder
+    n_blocks = len(token_blocks(load_texts(text_files), AutoTokenizer.from_pretrained(output), seq_len=16))
+    held_back = load_file(output / SEARCH_DATA_NAME)["input_ids"]
+    assert held_back.numel() == 16 * (n_blocks // 10) and summary["options"]["search_tokens"] == 2048
+    assert len(trainer.train_dataset) == n_blocks - n_blocks // 10
+    with pytest.warns(UserWarning, match="loading attributes"):
+        deployed = AutoModelForCausalLM.from_pretrained(
+            output,
+            quantization_config=QFAQuantizationConfig(budget=3.0, search_options={"generations": 1, "children": 2}),
+        )
+    assert {type(layer).__name__ for layer in find_bit_layers(deployed).values()} == {"QFAPackedLinear"}
+    assert peft_qfa.search_space(deployed).cost(peft_qfa.get_subnet(deployed)).avg_bits <= 3.0
+    assert deployed.qfa_search_result.n_evaluations > 0
+
+
+def test_search_tokens_are_whole_blocks_from_the_end_and_at_most_a_tenth():
+    from datasets import Dataset
+
+    blocks = Dataset.from_dict({"input_ids": [[i] * 4 for i in range(30)], "labels": [[i] * 4 for i in range(30)]})
+    blocks.set_format("torch")
+    kept, search = hold_back_search_blocks(blocks, search_tokens=6, seq_len=4)  # 6 tokens -> 2 whole blocks
+    assert len(kept) == 28 and search.tolist() == [28] * 4 + [29] * 4
+    kept, search = hold_back_search_blocks(blocks, search_tokens=1000, seq_len=4)  # capped at 10%: 3 blocks
+    assert len(kept) == 27 and search.numel() == 12
+    kept, search = hold_back_search_blocks(blocks, search_tokens=0, seq_len=4)
+    assert len(kept) == 30 and search is None
+    with pytest.raises(ValueError, match="--search-tokens must be >= 0"):
+        hold_back_search_blocks(blocks, search_tokens=-1, seq_len=4)
 
 
 def test_train_command_resumes_from_its_checkpoints(tmp_path, text_files, tiny_model_with_tokenizer_dir, monkeypatch):

@@ -24,6 +24,7 @@ from torch import nn
 
 from .materialize import forget_adapter_loading, qfa_config, unwrap_model
 from .model_card import write_model_card
+from .search_data import save_search_data, search_token_ids
 
 
 class HubPushError(OSError):
@@ -52,7 +53,9 @@ def _without_adapters(base: nn.Module) -> nn.Module:
     return bare
 
 
-def save_supernet(model: nn.Module, folder: str | os.PathLike, max_shard_size: int | str = "50GB") -> None:
+def save_supernet(
+    model: nn.Module, folder: str | os.PathLike, max_shard_size: int | str = "50GB", search_data: Any = None
+) -> None:
     """Write a supernet and its QFA adapters side by side into ``folder``.
 
     The supernet (``config.json``, ``model.safetensors``) is what ``from_pretrained(folder)`` builds;
@@ -63,15 +66,21 @@ def save_supernet(model: nn.Module, folder: str | os.PathLike, max_shard_size: i
         model: a supernet, bare, as a ``PeftModel`` with QFA adapters, or with adapters loaded through
             transformers' ``load_adapter``.
         folder: the destination (created if missing).
+        search_data (*optional*): token ids (1-D or 2-D) kept in the folder as
+            ``qfa_search_data.safetensors``; a later load with only a budget scores subnets on them.
     """
     base = unwrap_model(model)
     config = qfa_config(base)
     if config.materialized:
         raise ValueError("save_supernet: this model is a materialized subnet; use its `save_pretrained`.")
+    if search_data is not None:
+        search_data = search_token_ids(search_data)  # checked before anything is written
     has_adapters = bool(_adapter_layers(base))
     (_without_adapters(base) if has_adapters else base).save_pretrained(folder, max_shard_size=max_shard_size)
     if has_adapters:
         model.save_pretrained(folder)  # PeftModel, or transformers with adapters loaded: adapter files only
+    if search_data is not None:
+        save_search_data(folder, search_data)
 
 
 def _adapters_belong_to(folder: str, repo_id: str) -> None:
@@ -102,11 +111,15 @@ def push_to_hub(
     create_pr: bool = False,
     max_shard_size: int | str | None = "50GB",
     tags: list[str] | None = None,
+    search_data: Any = None,
 ):
     """Upload a materialized subnet, or a supernet with its adapters, to ``repo_id`` with a model card.
 
     Same arguments as transformers' ``push_to_hub``. The card (``README.md``) names the base model,
     the budget, the true bits per group, the search and its score, a Pareto plot and a load snippet.
+
+    ``search_data`` (token ids, supernets only) is uploaded as ``qfa_search_data.safetensors``, so that
+    ``from_pretrained(repo_id, quantization_config=QFAQuantizationConfig(budget=...))`` needs nothing else.
 
     Returns:
         `huggingface_hub.CommitInfo` (a ``str``: the commit URL).
@@ -118,13 +131,15 @@ def push_to_hub(
     from huggingface_hub.errors import HfHubHTTPError
 
     materialized = qfa_config(unwrap_model(model)).materialized
+    if materialized and search_data is not None:
+        raise ValueError("push_to_hub: `search_data` belongs with a supernet; this model is a materialized subnet.")
     kind = "materialized subnet" if materialized else "supernet"
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="qfa-push-") as folder:
         if materialized:
             model.save_pretrained(folder, max_shard_size=max_shard_size or "50GB")
         else:
-            save_supernet(model, folder, max_shard_size=max_shard_size or "50GB")
+            save_supernet(model, folder, max_shard_size=max_shard_size or "50GB", search_data=search_data)
             _adapters_belong_to(folder, repo_id)
         write_model_card(model, folder, repo_id, tags=tags)
         try:

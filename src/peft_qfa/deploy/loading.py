@@ -17,7 +17,8 @@ has returned (a one-shot wrapper around the model's ``load_adapter``); the adapt
 and gone before ``from_pretrained`` returns.
 
 Where the search's data come from: ``QFAQuantizationConfig(search_data=...)`` (texts, token ids,
-a BIG-bench-style task or a callable) plus ``search_options`` (strategy and evaluator settings,
+a BIG-bench-style task or a callable), else the token ids saved beside the supernet
+(:mod:`.search_data`), plus ``search_options`` (strategy and evaluator settings,
 ``require_adapters``, ``adapter_name``). Both are load-time inputs and are never written to
 ``config.json``; :func:`from_pretrained` is the short form that fills them.
 """
@@ -40,6 +41,7 @@ from ..supernet.layer import find_bit_layers
 from ..supernet.subnet import search_space
 from .materialize import materialize_in_place
 from .packed_layer import QFAPackedLinear
+from .search_data import SEARCH_DATA_NAME, find_search_data
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 
@@ -123,11 +125,15 @@ def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpo
     budget = Budget.parse(config.budget)
     check_feasible(search_space(model), budget)
     if config.search_data is None:
+        config.search_data = find_search_data(model, checkpoint_dir)  # saved beside the supernet, if any
+    if config.search_data is None:
         raise ValueError(
             f"QFAQuantizationConfig(budget={config.budget!r}) searches a subnet, which needs data to score subnets "
             "on: pass `search_data=` (texts or token ids for held-out loss, a BIG-bench-style task, or a callable "
             "f(model) -> float with search_options={'higher_is_better': ...}), or use "
-            "`peft_qfa.from_pretrained(path, budget=..., eval_data=...)`."
+            "`peft_qfa.from_pretrained(path, budget=..., eval_data=...)`. (A supernet saved with "
+            f"`save_supernet(..., search_data=ids)` or by `peft-qfa train` carries its own in {SEARCH_DATA_NAME}; "
+            "this one has none.)"
         )
     require_adapters = (config.search_options or {}).get("require_adapters", True)
     if _has_qfa_adapters(model):

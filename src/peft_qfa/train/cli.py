@@ -4,8 +4,8 @@ Options come from flags, from a JSON file (``--config run.json``, keys are the f
 (flags win). The run: tokenize the data into ``seq_len`` blocks; build the supernet with
 ``QFAQuantizationConfig`` (GPTQ calibrates on the training blocks); wrap it with ``QFAConfig``; train
 with the Trainer and ``QFASamplerCallback`` (Trainer checkpoints in ``OUTPUT/checkpoints`` when
-``--save-steps`` is set, resumable with ``--resume``); save the supernet, its adapters and the tokenizer
-into ``OUTPUT`` (``peft_qfa.save_supernet``) and print how often each bit-width was trained per group.
+``--save-steps`` is set, resumable with ``--resume``); save the supernet, its adapters, the tokenizer and the
+held-back search tokens into ``OUTPUT`` (``peft_qfa.save_supernet``) and print how often each bit-width was trained per group.
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch_size", 4, "Blocks per device per micro-batch.", int),
     Option("grad_accum", 1, "Micro-batches per optimizer step (all share one subnet).", int),
     Option("seq_len", 512, "Tokens per training block.", int),
+    Option("search_tokens", 2048, "Tokens held back from the end of the data (at most 10%% of it, whole blocks) "
+           "and saved with the supernet: a later load with only a budget scores subnets on them (0: none).", int),
     Option("dtype", "float32", "Dtype of scales, zeros and full-precision layers.",
            choices=("float32", "bfloat16", "float16")),
     Option("logging_steps", 10, "Log loss and qfa/avg_bits every N steps.", int),
@@ -214,6 +216,24 @@ def load_texts(sources: Sequence[str], text_column: str = "text", split: str = "
     return dataset
 
 
+def hold_back_search_blocks(blocks, search_tokens: int, seq_len: int):
+    """Split off the last whole blocks (``search_tokens`` tokens, at most 10% of the blocks) as search data.
+
+    Returns ``(training blocks, search token ids or None)``. The search data are text the adapters
+    never trained on, so the budget search that later runs on them does not favour memorised text.
+    """
+    import torch
+
+    if search_tokens < 0:
+        raise ValueError(f"peft-qfa train: --search-tokens must be >= 0, got {search_tokens}.")
+    count = min(-(-search_tokens // seq_len), len(blocks) // 10)
+    if count == 0:
+        return blocks, None
+    kept = len(blocks) - count
+    search_ids = torch.stack([blocks[i]["input_ids"] for i in range(kept, len(blocks))]).reshape(-1)
+    return blocks.select(range(kept)), search_ids
+
+
 def token_blocks(dataset, tokenizer, seq_len: int, text_column: str = "text"):
     """Tokenize every text (an EOS after each), concatenate, and cut into ``seq_len``-token blocks.
 
@@ -274,6 +294,7 @@ def train_supernet(options: Mapping[str, Any]):
         options["text_column"],
     )
     blocks.set_format("torch")
+    blocks, search_ids = hold_back_search_blocks(blocks, options["search_tokens"], options["seq_len"])
 
     calibration = None
     if options["method"] == "gptq":
@@ -335,7 +356,7 @@ def train_supernet(options: Mapping[str, Any]):
     trainer.train(resume_from_checkpoint=resume)
 
     if trainer.is_world_process_zero():
-        save_supernet(model, output)
+        save_supernet(model, output, search_data=search_ids)
         tokenizer.save_pretrained(output)  # what `peft-qfa search`/evaluation need next to the supernet
         summary = {
             "sampler": callback.sampler.config(),
