@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 import peft_qfa
 from peft_qfa.cli import main as cli
 from peft_qfa.search import Budget
+
+from .deploy_helpers import char_tokenizer, with_adapters
 
 TEXT = (
     "It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want of a wife. "
@@ -95,3 +98,18 @@ def test_export_command_for_a_budget_and_for_an_explicit_subnet(adapter_folder, 
 def test_export_with_a_budget_but_no_data_is_refused(adapter_folder, tmp_path, capsys):
     assert cli(["export", str(adapter_folder), str(tmp_path / "x"), "--budget", "3.0"]) == 2
     assert "--budget needs --data" in capsys.readouterr().err
+
+
+def test_search_and_export_default_to_the_search_data_saved_with_the_supernet(supernet_dirs, search_ids, tmp_path, capsys):
+    folder = tmp_path / "supernet"
+    peft_qfa.save_supernet(with_adapters(supernet_dirs["llama"]), folder, search_data=search_ids)
+    char_tokenizer().save_pretrained(folder)
+    fast = ["--generations", "1", "--children", "2"]
+    assert cli(["search", str(folder), "--budget", "3.0", *fast, "--out", str(tmp_path / "s")]) == 0
+    searched = json.loads((tmp_path / "s" / "search.json").read_text())["choices"][0]
+    assert cli(["export", str(folder), str(tmp_path / "e"), "--budget", "3.0", *fast]) == 0
+    exported = json.loads((tmp_path / "e" / "config.json").read_text())["quantization_config"]["selection"]
+    assert exported["score"] == pytest.approx(searched["score"])  # the same data scored both
+    capsys.readouterr()
+    assert cli(["search", str(supernet_dirs["llama"]), "--budget", "3.0"]) == 2  # no data given, none saved
+    assert "has no qfa_search_data.safetensors" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import peft_qfa
 from peft_qfa import QFAQuantizationConfig
 from peft_qfa.cli import COMMANDS, build_parser, main
-from peft_qfa.deploy.search_data import SEARCH_DATA_NAME
+from peft_qfa.search.saved_data import SEARCH_DATA_NAME
 from peft_qfa.supernet.layer import find_bit_layers
 from peft_qfa.train.cli import (
     SUMMARY_FILE,

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..search.cli import add_search_arguments, budget_value, read_data, search_options
+from ..search.saved_data import SEARCH_DATA_NAME, has_saved_search_data
 
 HELP = "Materialize one subnet of a saved supernet (search for a budget, merge adapters, pack) into a folder."
 
@@ -45,16 +46,17 @@ def run(args: argparse.Namespace) -> int:
         supernet = AutoModelForCausalLM.from_pretrained(args.supernet)
         model = materialize(supernet, _explicit_subnet(args.subnet))
     else:
-        if not args.data:
+        if not args.data and not has_saved_search_data(args.supernet):
             print(
-                "peft-qfa export: --budget needs --data (texts or a .json task) to score subnets on.",
+                "peft-qfa export: --budget needs --data (texts or a .json task) to score subnets on; "
+                f"`{args.supernet}` has no {SEARCH_DATA_NAME} of its own.",
                 file=sys.stderr,
             )
             return 2
         model = from_pretrained(
             args.supernet,
             budget_value(args.budget),
-            read_data(args.data),
+            read_data(args.data) if args.data else None,  # None: the supernet's saved search data
             tokenizer=args.tokenizer,
             search_options=search_options(args),
         )

@@ -22,9 +22,9 @@ from typing import Any
 
 from torch import nn
 
+from ..search.saved_data import save_search_data, search_token_ids
 from .materialize import forget_adapter_loading, qfa_config, unwrap_model
 from .model_card import write_model_card
-from .search_data import save_search_data, search_token_ids
 
 
 class HubPushError(OSError):

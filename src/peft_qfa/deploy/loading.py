@@ -35,13 +35,13 @@ from torch import nn
 
 from ..search.api import search_subnet
 from ..search.budget import Budget, check_feasible
+from ..search.saved_data import SEARCH_DATA_NAME, find_search_data
 from ..supernet.config import QFAQuantizationConfig
 from ..supernet.integration import find_qfa_targets
 from ..supernet.layer import find_bit_layers
 from ..supernet.subnet import search_space
 from .materialize import materialize_in_place
 from .packed_layer import QFAPackedLinear
-from .search_data import SEARCH_DATA_NAME, find_search_data
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 

@@ -3,7 +3,8 @@
     peft-qfa search SUPERNET --budget 2.5 3.0 90MB --data heldout.txt [--out DIR]
 
 ``SUPERNET`` is a folder (or Hub id) written by ``peft-qfa train`` / ``peft_qfa.save_supernet``
-(its adapters are loaded with it). ``--data`` is text files (scored by held-out loss) or one
+(its adapters are loaded with it). ``--data`` (default: the token ids saved with the supernet,
+``qfa_search_data.safetensors``) is text files (scored by held-out loss) or one
 BIG-bench-style ``.json`` task (accuracy). Prints one line per budget and, with ``--out``,
 writes ``search.json`` (every evaluation, the Pareto front) and ``pareto.png``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HELP = "Search a saved supernet for the best subnet under one or more bit or byte budgets."
@@ -50,7 +52,7 @@ def add_search_arguments(parser: argparse.ArgumentParser, data_required: bool = 
 def search_options(args: argparse.Namespace) -> dict:
     """Keyword arguments of :func:`peft_qfa.search_subnet` from the parsed flags (data excluded)."""
     options = {"strategy": args.strategy, "seed": args.seed}
-    task = len(args.data) == 1 and args.data[0].endswith(".json")
+    task = bool(args.data) and len(args.data) == 1 and args.data[0].endswith(".json")
     options.update(
         {"max_examples": args.max_examples}
         if task
@@ -85,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget", nargs="+", required=True, help="Budgets: average bits (3.0, 3.0bits) or sizes (90MB)."
     )
-    add_search_arguments(parser)
+    add_search_arguments(parser, data_required=False)  # default: the search data saved with the supernet
     parser.add_argument("--out", help="Folder for search.json and pareto.png.")
 
 
@@ -93,12 +95,18 @@ def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM
 
     from ..search import plot_pareto, search_subnet
+    from .saved_data import SEARCH_DATA_NAME, find_search_data
 
     budgets = [budget_value(b) for b in args.budget]
     model = AutoModelForCausalLM.from_pretrained(args.supernet)
-    result = search_subnet(
-        model, budgets, read_data(args.data), tokenizer=args.tokenizer, **search_options(args)
-    )
+    data = read_data(args.data) if args.data else find_search_data(model, None)
+    if data is None:
+        print(
+            f"peft-qfa search: give --data (texts or a .json task): `{args.supernet}` has no {SEARCH_DATA_NAME}.",
+            file=sys.stderr,
+        )
+        return 2
+    result = search_subnet(model, budgets, data, tokenizer=args.tokenizer, **search_options(args))
     print(result.table())
     print(
         f"{result.n_evaluations} evaluations in {result.seconds:.1f} s ({result.strategy}, {result.metric})"

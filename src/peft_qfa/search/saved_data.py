@@ -37,33 +37,39 @@ def save_search_data(folder: str | os.PathLike, token_ids: Any) -> str:
     return path
 
 
+def has_saved_search_data(path: str | os.PathLike) -> bool:
+    """Whether the supernet folder or Hub repo ``path`` holds search data (without loading the model)."""
+    return _locate(os.fspath(path)) is not None
+
+
+def _locate(source: str) -> str | None:
+    if os.path.isdir(source):
+        path = os.path.join(source, SEARCH_DATA_NAME)
+        return path if os.path.isfile(path) else None
+    from transformers.utils import cached_file
+
+    try:  # a Hub repo id (a path that is neither a folder nor a valid repo id is simply not found)
+        return cached_file(
+            source,
+            SEARCH_DATA_NAME,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+    except (OSError, ValueError):
+        return None
+
+
 def find_search_data(model: Any, checkpoint_dir: str | None) -> torch.Tensor | None:
     """The token ids saved beside the checkpoint being loaded, or ``None`` when there are none.
 
     Looks in the folder the weights came from, then in the model's own path or Hub repo (a Hub
     download fetches only the files transformers asks for).
     """
-    candidates = []
-    if checkpoint_dir:
-        candidates.append(os.path.join(checkpoint_dir, SEARCH_DATA_NAME))
-    source = getattr(model, "name_or_path", None)
-    if source and not os.path.isdir(source):
-        from transformers.utils import cached_file
-
-        candidates.append(
-            cached_file(
-                source,
-                SEARCH_DATA_NAME,
-                _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False,
-            )
-        )
-    elif source:
-        candidates.append(os.path.join(source, SEARCH_DATA_NAME))
-    for path in candidates:
-        if path and os.path.isfile(path):
+    for source in (checkpoint_dir, getattr(model, "name_or_path", None)):
+        path = _locate(source) if source else None
+        if path:
             return load_file(path)["input_ids"]
     return None
 
 
-__all__ = ["SEARCH_DATA_NAME", "find_search_data", "save_search_data", "search_token_ids"]
+__all__ = ["SEARCH_DATA_NAME", "find_search_data", "has_saved_search_data", "save_search_data", "search_token_ids"]
