@@ -71,14 +71,20 @@ def main(spec_path: str) -> None:
 
     # 2. a supernet with its adapters: peft_qfa.push_to_hub, then from_pretrained(repo_id, budget=...)
     supernet = AutoModelForCausalLM.from_pretrained(spec["supernet"])  # transformers loads the adapters too
-    peft_qfa.push_to_hub(supernet, "loopback-user/tiny-qfa-supernet")
     options = {"generations": 1, "children": 3}
     ids = torch.tensor(spec["search_ids"])
+    peft_qfa.push_to_hub(supernet, "loopback-user/tiny-qfa-supernet", search_data=ids)
     from_hub = peft_qfa.from_pretrained(
         "loopback-user/tiny-qfa-supernet", budget=3.0, eval_data=ids, search_options=options
     )
     from_disk = peft_qfa.from_pretrained(spec["supernet"], budget=3.0, eval_data=ids, search_options=options)
+    budget_only = AutoModelForCausalLM.from_pretrained(  # scores subnets on the repo's qfa_search_data
+        "loopback-user/tiny-qfa-supernet",
+        quantization_config=peft_qfa.QFAQuantizationConfig(budget=3.0, search_options=options),
+    )
     report["supernet"] = {
+        "budget_only_bits": dict(peft_qfa.get_subnet(budget_only)),
+        "budget_only": greedy(budget_only, prompt),
         "hub_bits": dict(peft_qfa.get_subnet(from_hub)),
         "disk_bits": dict(peft_qfa.get_subnet(from_disk)),
         "hub": greedy(from_hub, prompt),

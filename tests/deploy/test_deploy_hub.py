@@ -92,6 +92,8 @@ def test_push_a_supernet_then_load_it_with_a_budget(hub, round_trip):
     assert "| candidate bit-widths | 2/3/4 |" in files["README.md"].decode()
     assert report["hub_bits"] == report["disk_bits"]
     assert report["hub"] == report["disk"]
+    assert "qfa_search_data.safetensors" in files  # pushed along: a budget alone deploys the repo
+    assert report["budget_only_bits"] == report["hub_bits"] and report["budget_only"] == report["hub"]
 
 
 def test_a_failed_push_is_a_clear_error_and_a_retry_works(hub, round_trip):

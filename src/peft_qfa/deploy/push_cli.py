@@ -27,13 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM
 
+    from ..search.saved_data import find_search_data
     from .hub import HubPushError, push_to_hub
+    from .materialize import qfa_config
 
     model = AutoModelForCausalLM.from_pretrained(args.folder)  # a supernet folder brings its adapters along
+    search_data = None if qfa_config(model).materialized else find_search_data(model, args.folder)
     try:
         url = push_to_hub(
             model,
             args.repo_id,
+            search_data=search_data,  # a supernet's saved search data go along
             private=args.private or None,
             commit_message=args.commit_message,
             revision=args.revision,
