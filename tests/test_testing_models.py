@@ -8,10 +8,12 @@ import torch
 
 from peft_qfa.testing import (
     austen_texts,
+    char_tokenizer,
     load_smollm2,
     load_smollm2_gguf,
     perplexity,
     shared_data_dir,
+    single_torch_thread,
     smollm2_path,
     tiny_llama,
     tiny_qwen2,
@@ -96,6 +98,30 @@ def _reference_perplexity(model, ids: torch.Tensor, seq_len: int) -> float:
         nll += loss.item() * (window.shape[1] - 1)
         count += window.shape[1] - 1
     return math.exp(nll / count)
+
+
+def test_char_tokenizer_gives_one_id_per_character_and_survives_a_save(tmp_path):
+    from transformers import AutoTokenizer
+
+    text = "Mr. Darcy,\n\tsmiled!"
+    ids = char_tokenizer()(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text) and max(ids) < 256 and 0 not in ids  # every character known, none <unk>
+    assert char_tokenizer().convert_ids_to_tokens(ids) == list(text)
+    assert char_tokenizer()("é", add_special_tokens=False)["input_ids"] == [0]  # outside printable: <unk>
+    char_tokenizer().save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path)(text, add_special_tokens=False)["input_ids"] == ids
+
+
+def test_single_torch_thread_restores_the_count_even_on_error():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # not 1, so that restoring the count is visible
+    try:
+        with pytest.raises(RuntimeError), single_torch_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])

@@ -8,9 +8,9 @@ from transformers import AutoModelForCausalLM
 
 import peft_qfa
 from peft_qfa import QFAQuantizationConfig
-from peft_qfa.testing import tiny_llama, tiny_qwen2, tiny_token_batches
+from peft_qfa.testing import char_tokenizer, single_torch_thread, tiny_llama, tiny_qwen2, tiny_token_batches
 
-from .deploy_helpers import GROUP_SIZE, char_tokenizer, with_adapters
+from .deploy_helpers import GROUP_SIZE, with_adapters
 
 FAMILIES = {"llama": tiny_llama, "qwen2": tiny_qwen2}
 
@@ -53,9 +53,6 @@ def search_ids() -> torch.Tensor:
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Tiny models run fastest on one thread: on a busy 2-core machine, torch's second thread spins waiting for a
-    core and a 3 ms forward pass takes a second. Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """Tiny models run fastest on one thread (see `peft_qfa.testing.single_torch_thread`)."""
+    with single_torch_thread():
+        yield

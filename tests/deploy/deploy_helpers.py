@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import string
-
 import torch
 from peft import get_peft_model
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM
 
 from peft_qfa import QFAConfig
 
@@ -15,15 +12,6 @@ GROUP_SIZE = 32
 # Random, nonzero adapters (as in the tuner tests): they move the logits by a few percent, so a merge that
 # dropped them would fail the equality checks, while the fp32 merge stays far inside the 1e-5 bound.
 NONZERO_ADAPTER = {"r": 2, "lora_alpha": 0.5, "init_weights": False}
-
-
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate(string.printable)}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("(?m:.)"), behavior="isolated")
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
 
 
 def with_adapters(supernet_dir, seed: int = 0):

@@ -8,13 +8,10 @@ property tests over many random spaces and budgets need.
 
 from __future__ import annotations
 
-import string
 from types import SimpleNamespace
 
 import torch
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from torch import nn
-from transformers import PreTrainedTokenizerFast
 
 from peft_qfa.supernet.layer import BitSelectableLayer, find_bit_layers
 
@@ -58,13 +55,3 @@ def additive_score(sensitivity: dict[str, dict[int, float]]):
         return sum(sensitivity[name][layer.active_bits] for name, layer in find_bit_layers(model).items())
 
     return loss
-
-
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    """Character-level tokenizer with ids < 256, built offline."""
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate(string.printable)}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("(?m:.)"), behavior="isolated")
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )

@@ -16,9 +16,7 @@ from peft_qfa.search import (
     search_subnet,
 )
 from peft_qfa.search.evaluators import load_task
-from peft_qfa.testing import bigbench_task, perplexity, tiny_token_batches
-
-from .search_helpers import char_tokenizer
+from peft_qfa.testing import bigbench_task, char_tokenizer, perplexity, tiny_token_batches
 
 TASK = {
     "examples": [

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import string
-
 import pytest
 import torch
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
-from peft_qfa.testing import tiny_llama, tiny_qwen2, tiny_token_batches
+from peft_qfa.testing import char_tokenizer, tiny_llama, tiny_qwen2, tiny_token_batches
 
 VOCAB_SIZE = 256
 SEQ_LEN = 32
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A character-level tokenizer (ids < 256) built offline, so text calibration can be tested."""
-    chars = string.printable
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate(chars)}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("(?m:.)"), behavior="isolated")
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
-
 
 MODEL_BUILDERS = {"llama": tiny_llama, "qwen2": tiny_qwen2}
 
@@ -36,7 +20,7 @@ def model_dirs(tmp_path_factory) -> dict[str, str]:
     for arch, build in MODEL_BUILDERS.items():
         folder = tmp_path_factory.mktemp(f"tiny_{arch}")
         build(0).save_pretrained(folder)
-        tiny_tokenizer().save_pretrained(folder)
+        char_tokenizer().save_pretrained(folder)
         dirs[arch] = str(folder)
     return dirs
 

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from peft_qfa import QFAConfig, QFAQuantizationConfig, SearchSpace
 from peft_qfa.supernet.cost import LayerShape
-from peft_qfa.testing import tiny_llama, tiny_token_batches
+from peft_qfa.testing import char_tokenizer, single_torch_thread, tiny_llama, tiny_token_batches
 
 N_GROUPS = 32
 BITS = (2, 3, 4)
@@ -69,26 +69,10 @@ def make_lm_dataset():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
+def one_torch_thread():
     """Tiny models train several times faster on one thread than on two busy cores (thread hand-offs dominate)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def char_tokenizer():
-    """A character-level tokenizer (ids < 256) built offline, so the CLI can read text."""
-    import string
-
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate(string.printable)}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    # Oniguruma syntax: (?m) lets `.` match newlines too
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("(?m:.)"), behavior="isolated")
-    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    with single_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from peft_qfa import QFAQuantizationConfig
-from peft_qfa.testing import tiny_llama, tiny_qwen2, tiny_token_batches
+from peft_qfa.testing import single_torch_thread, tiny_llama, tiny_qwen2, tiny_token_batches
 
 from .tuner_helpers import BITS, GROUP_SIZE, VOCAB, load_supernet
 
@@ -25,16 +25,9 @@ _SUPERNETS = {
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Run each tuner test on one intra-op thread (restored afterwards).
-
-    These models are tiny: a matmul is microseconds of work, and on a loaded 2-core machine two OpenMP
-    threads spend far longer waiting for each other (measured: a tiny-supernet forward took 0.65 s with 2
-    threads at load average 6, 0.02 s with 1).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    """Run each tuner test on one intra-op thread (see `peft_qfa.testing.single_torch_thread`)."""
+    with single_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -20,12 +20,8 @@ class QFAPackedLinear(QFALinear):
     """A linear layer holding one frozen packed weight; ``candidate_bits == (bits,)``.
 
     Args:
-        in_features (`int`), out_features (`int`): the linear layer's shape.
-        bits (`int`): the layer's one bit-width.
-        group_size (`int`): input columns per quantization group.
-        bias (`bool`): whether the layer has a (frozen, full-precision) bias.
-        dtype (`torch.dtype`): storage dtype of scales, zeros and bias.
-        device: where to allocate (``"meta"`` while transformers builds the skeleton).
+        bits (`int`): the layer's one bit-width (a single ``int``, not a collection).
+        in_features, out_features, group_size, bias, dtype, device: as in :class:`QFALinear`.
     """
 
     def __init__(

@@ -83,12 +83,13 @@ def wna16_linear(
         )
         return y if out is None else out.copy_(y)
 
-    from .triton_launch import launch_wna16  # imports triton; only reached when it is usable
+    from .triton_launch import triton_wna16_linear  # imports triton; only reached when it is usable
 
     x2d = x.reshape(-1, in_features)  # a view when the leading dims allow it; strides go to the kernel
     if out is None:
         out = torch.empty(*x.shape[:-1], out_features, dtype=x.dtype, device=x.device)
-    launch_wna16(
-        x2d, packed, scales, zeros, bias, out.view(-1, out_features), bits=bits, group_size=group_size
+    out2d = out.view(-1, out_features)
+    triton_wna16_linear(
+        x2d, packed, scales, zeros, bias, out2d, bits=bits, group_size=group_size, validate=False
     )
     return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .triton_output import store_output_tile
 from .triton_unpack import codes_to_float, unpack_code_tile
 
 
@@ -73,7 +74,4 @@ def _wna16_gemv_kernel(
         x_sum = tl.sum(x, axis=1)  # [BLOCK_M]
         acc += (xq - x_sum[:, None] * z.to(tl.float32)[None, :]) * s.to(tl.float32)[None, :]
 
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + rows, mask=row_mask, other=0.0).to(tl.float32)[None, :]
-    out = out_ptr + ms[:, None].to(tl.int64) * stride_om + rows[None, :] * stride_on
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & row_mask[None, :])
+    store_output_tile(acc, bias_ptr, out_ptr, ms, m_mask, rows, row_mask, stride_om, stride_on, HAS_BIAS)

@@ -80,6 +80,7 @@ def triton_wna16_linear(
     group_size: int,
     path: str | None = None,
     config: dict | None = None,
+    validate: bool = True,
 ) -> torch.Tensor:
     """Check the arguments, then write ``x @ dequantize(W)^T + bias`` into ``out`` with Triton.
 
@@ -97,43 +98,26 @@ def triton_wna16_linear(
         config (`dict`, *optional*):
             Explicit tile sizes (and optionally ``num_warps``/``num_stages``) instead of autotuning
             (GPU) or the fixed interpreter tiles (CPU).
+        validate (`bool`, defaults to `True`):
+            ``False`` skips ``check_linear_args``, for a caller that has already run it on these
+            arguments: :func:`qfa_kernels.wna16_linear` does, so that it validates once per call, not
+            twice (at decode sizes the Python checks cost about as much as the kernel). The checks
+            that only the Triton path needs (group size, ``path``, ``config``) always run.
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+    if validate and (not isinstance(x, torch.Tensor) or x.dim() != 2):
         raise ValueError(
             f"triton_wna16_linear: `x` must be a 2-D [M, K] tensor, got {getattr(x, 'shape', x)!r}."
         )
-    check_linear_args(
-        x, packed, scales, zeros, bits=bits, group_size=group_size, in_features=x.shape[1], bias=bias, out=out
-    )
-    return launch_wna16(
-        x, packed, scales, zeros, bias, out, bits=bits, group_size=group_size, path=path, config=config
-    )
-
-
-def launch_wna16(
-    x: torch.Tensor,
-    packed: torch.Tensor,
-    scales: torch.Tensor,
-    zeros: torch.Tensor,
-    bias: torch.Tensor | None,
-    out: torch.Tensor,
-    *,
-    bits: int,
-    group_size: int,
-    path: str | None = None,
-    config: dict | None = None,
-) -> torch.Tensor:
-    """:func:`triton_wna16_linear` for arguments that already passed ``check_linear_args``.
-
-    Split out so that :func:`qfa_kernels.wna16_linear` validates once per call, not twice (at
-    decode sizes the Python checks cost about as much as the kernel).
-    """
+    M, K = x.shape
+    if validate:
+        check_linear_args(
+            x, packed, scales, zeros, bits=bits, group_size=group_size, in_features=K, bias=bias, out=out
+        )
     if group_size % TRITON_GROUP_MULTIPLE:
         raise ValueError(
             f"triton_wna16_linear: `group_size`={group_size} is not a multiple of {TRITON_GROUP_MULTIPLE}; the "
             "Triton kernels read whole 32-code runs per group. Use the torch backend for this layer."
         )
-    M, K = x.shape
     N = packed.shape[0]
     if path is None:
         path = "gemv" if M <= GEMV_MAX_ROWS else "gemm"
