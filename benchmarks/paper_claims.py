@@ -23,7 +23,8 @@ claims against the figures and says in words which held.
         --runs qfa qalora-3 --budgets 2.5 --out /tmp/claims_smoke   # a quick pass through the code
 
 Results go to ``--out`` (``results.json``, ``table.md``, ``pareto.png``). With ``--reuse`` a run
-already in ``results.json`` is not repeated (to finish an interrupted benchmark).
+already in ``results.json`` is not repeated (to finish an interrupted benchmark, or to split the runs
+over two processes that share ``--out``; ``--reuse --no-ptq --runs`` with no names only reports).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def training_run(name, args, data) -> dict:
         rows = [scorer.row(space.uniform(sampler_options["subnet"]), budget=f"uniform {sampler_options['subnet']}")]
     else:
         rows = [scorer.row(space.uniform(bits), budget=f"uniform {bits}") for bits in BITS]
-        rows += searched_rows(model, space, scorer, args, data)
+        if name in args.search_runs:
+            rows += searched_rows(model, space, scorer, args, data)
     scorer.release()
     return {"train_seconds": seconds, "train_peak_mib": peak, "rows": rows, "bit_counts": callback.bit_counts}
 
@@ -239,13 +241,29 @@ def plot(results, path) -> None:
     plt.close(fig)
 
 
+def save_run(path: Path, name: str, run: dict) -> dict:
+    """Add one finished run to ``path`` and return everything it holds: merging on each write lets two
+    processes (``--reuse``, different ``--runs``) fill one results file."""
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[name] = run
+    path.write_text(json.dumps(results, indent=1))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100, help="N: optimizer steps of every training run")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--base", choices=("gptq", "rtn"), default="gptq", help="quantizer of the trained supernet")
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--runs", nargs="*", choices=list(RUNS), default=list(RUNS), help="training runs to do")
+    parser.add_argument(
+        "--search-runs",
+        nargs="*",
+        choices=QFA_RUNS,
+        default=QFA_RUNS,
+        help="QFA runs whose supernet is also searched at the mixed --budgets (default: all of them)",
+    )
     parser.add_argument("--no-ptq", action="store_true", help="skip the PTQ rows")
     parser.add_argument("--budgets", type=float, nargs="+", default=[2.25, 2.5, 2.75, 3.25, 3.5])
     parser.add_argument("--r", type=int, default=8)
@@ -281,7 +299,9 @@ def main() -> None:
     }
 
     results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if args.reuse and results_path.is_file() else {}
+    if not args.reuse:
+        results_path.unlink(missing_ok=True)  # a fresh benchmark: no run of an earlier one may leak in
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     todo = ([] if args.no_ptq else ["ptq-rtn", "ptq-gptq"]) + args.runs
     for name in todo:
         if name in results:
@@ -292,7 +312,7 @@ def main() -> None:
             results[name] = {"rows": ptq_rows(name.removeprefix("ptq-"), data)}
         else:
             results[name] = training_run(name, args, data)
-        results_path.write_text(json.dumps(results, indent=1))
+        results = save_run(results_path, name, results[name])
 
     text = table(results)
     claims = verdicts(results, args.budgets)
