@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import torch
+from demo import timed_greedy  # demo.py lies beside this file (sys.path[0])
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import peft_qfa  # registers the "qfa" quantization method that the pulled config names
@@ -40,20 +41,13 @@ def main(spec_path: str) -> None:
     tokenizer = AutoTokenizer.from_pretrained(spec["pull"])
     prompt = torch.tensor([spec["prompt_ids"]])
     n = spec["new_tokens"]
-    with torch.no_grad():
-        ids = pulled.generate(
-            prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=n,
-            min_new_tokens=n,
-            do_sample=False,
-        )[0]
+    ids, _ = timed_greedy(pulled, prompt, n)  # the same generation settings as the local model's
     print(
         json.dumps(
             {
                 "commits": commits,
                 "pulled": spec["pull"],
-                "pulled_ids": ids.tolist(),
+                "pulled_ids": ids,
                 "pulled_text": tokenizer.decode(ids, skip_special_tokens=True),
                 "pulled_avg_bits": peft_qfa.search_space(pulled).cost(peft_qfa.get_subnet(pulled)).avg_bits,
             }

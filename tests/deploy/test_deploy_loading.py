@@ -126,10 +126,10 @@ def test_a_loaded_supernet_keeps_working_after_a_budget_load(adapter_folder, sea
 def test_a_budget_alone_scores_on_the_search_data_saved_with_the_supernet(supernet_dirs, search_ids, probe_ids, tmp_path):
     folder = tmp_path / "supernet_with_search_data"
     peft_qfa.save_supernet(with_adapters(supernet_dirs["llama"]), folder, search_data=search_ids)
+    config = QFAQuantizationConfig(budget=3.0, search_options=FAST)
     with pytest.warns(UserWarning, match="loading attributes"):
-        alone = AutoModelForCausalLM.from_pretrained(
-            folder, quantization_config=QFAQuantizationConfig(budget=3.0, search_options=FAST)
-        )
+        alone = AutoModelForCausalLM.from_pretrained(folder, quantization_config=config)
+    assert config.search_data is None  # the saved data were used, not written into the caller's config
     explicit = peft_qfa.from_pretrained(folder, budget=3.0, eval_data=search_ids, search_options=FAST)
     assert dict(peft_qfa.get_subnet(alone)) == dict(peft_qfa.get_subnet(explicit))
     assert alone.qfa_search_result.score == explicit.qfa_search_result.score

@@ -18,7 +18,7 @@ and gone before ``from_pretrained`` returns.
 
 Where the search's data come from: ``QFAQuantizationConfig(search_data=...)`` (texts, token ids,
 a BIG-bench-style task or a callable), else the token ids saved beside the supernet
-(:mod:`.search_data`), plus ``search_options`` (strategy and evaluator settings,
+(:mod:`peft_qfa.search.saved_data`), plus ``search_options`` (strategy and evaluator settings,
 ``require_adapters``, ``adapter_name``). Both are load-time inputs and are never written to
 ``config.json``; :func:`from_pretrained` is the short form that fills them.
 """
@@ -88,12 +88,12 @@ def _has_qfa_adapters(model: nn.Module) -> bool:
     return any(isinstance(m, QFAAdapterLayer) for m in model.modules())
 
 
-def _search_and_materialize(model: nn.Module, config: QFAQuantizationConfig) -> None:
+def _search_and_materialize(model: nn.Module, config: QFAQuantizationConfig, search_data: Any) -> None:
     options = dict(config.search_options or {})
     options.pop("require_adapters", None)
     adapter_name = options.pop("adapter_name", None)
     budget = Budget.parse(config.budget)
-    result = search_subnet(model, budget, config.search_data, tokenizer=config.tokenizer, **options)
+    result = search_subnet(model, budget, search_data, tokenizer=config.tokenizer, **options)
     source = getattr(model, "name_or_path", None)
     materialize_in_place(
         model, result.subnet, adapter_name=adapter_name, selection=result.selection(budget, source=source)
@@ -124,9 +124,10 @@ def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpo
     """
     budget = Budget.parse(config.budget)
     check_feasible(search_space(model), budget)
-    if config.search_data is None:
-        config.search_data = find_search_data(model, checkpoint_dir)  # saved beside the supernet, if any
-    if config.search_data is None:
+    search_data = config.search_data
+    if search_data is None:  # the user's config is left as given: it may load another supernet next
+        search_data = find_search_data(model, checkpoint_dir)  # saved beside the supernet, if any
+    if search_data is None:
         raise ValueError(
             f"QFAQuantizationConfig(budget={config.budget!r}) searches a subnet, which needs data to score subnets "
             "on: pass `search_data=` (texts or token ids for held-out loss, a BIG-bench-style task, or a callable "
@@ -137,9 +138,9 @@ def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpo
         )
     require_adapters = (config.search_options or {}).get("require_adapters", True)
     if _has_qfa_adapters(model):
-        _search_and_materialize(model, config)
+        _search_and_materialize(model, config, search_data)
     elif checkpoint_dir is not None and os.path.isfile(os.path.join(checkpoint_dir, ADAPTER_CONFIG_NAME)):
-        _after_next_load_adapter(model, lambda: _search_and_materialize(model, config))
+        _after_next_load_adapter(model, lambda: _search_and_materialize(model, config, search_data))
     elif require_adapters:
         raise ValueError(
             f"The supernet folder `{checkpoint_dir or getattr(model, 'name_or_path', '?')}` holds no QFA adapters "
@@ -148,7 +149,7 @@ def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpo
             "the supernet), or pass search_options={'require_adapters': False} to search the bare supernet."
         )
     else:
-        _search_and_materialize(model, config)
+        _search_and_materialize(model, config, search_data)
 
 
 def from_pretrained(

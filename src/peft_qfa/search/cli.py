@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     budgets = [budget_value(b) for b in args.budget]
     model = AutoModelForCausalLM.from_pretrained(args.supernet)
-    data = read_data(args.data) if args.data else find_search_data(model, None)
+    data = read_data(args.data) if args.data else find_search_data(model, args.supernet)
     if data is None:
         print(
             f"peft-qfa search: give --data (texts or a .json task): `{args.supernet}` has no {SEARCH_DATA_NAME}.",
