@@ -15,6 +15,7 @@ from peft_qfa.search import (
     Budget,
     CallableEvaluator,
     LossEvaluator,
+    SearchResult,
     SensitivityKnapsackSearch,
     TwoStageSearch,
     plot_pareto,
@@ -166,6 +167,65 @@ def test_search_on_a_real_supernet(supernet, search_ids, strategy, tmp_path):
     png = plot_pareto(result, tmp_path / "pareto.png")
     with open(png, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_round_trip_through_json_and_combine(supernet, search_ids):
+    """Searches run side by side (one budget each) combine into the result of one search of both."""
+    space = peft_qfa.search_space(supernet)
+    parts = [
+        run_search(
+            supernet, space, budget, LossEvaluator(search_ids, seq_len=24), TINY_STRATEGIES["two-stage"](0)
+        )
+        for budget in (2.5, 3.5)
+    ]
+    restored = [SearchResult.from_dict(json.loads(json.dumps(p.to_dict())), space) for p in parts]
+    for part, again in zip(parts, restored, strict=True):
+        assert again.to_dict() == part.to_dict()
+    both = SearchResult.combine(restored)
+    assert [str(c.budget) for c in both.choices] == ["2.5 bits", "3.5 bits"]
+    assert both.best(3.5).subnet == parts[1].best().subnet
+    assert both.n_evaluations == parts[0].n_evaluations + parts[1].n_evaluations
+    keys = [tuple(e.subnet.values()) for e in both.evaluations]
+    assert (
+        len(keys)
+        == len(set(keys))
+        == len({k for p in parts for k in (tuple(e.subnet.values()) for e in p.evaluations)})
+    )
+    with pytest.raises(ValueError, match="a budget is searched twice"):
+        SearchResult.combine([restored[0], restored[0]])
+    with pytest.raises(ValueError, match="no results"):
+        SearchResult.combine([])
+    other = ShapeOnlySupernet([[(32, 8)]], (2, 3, 4))
+    with pytest.raises(ValueError, match="not in the model"):
+        SearchResult.from_dict(parts[0].to_dict(), peft_qfa.search_space(other))
+
+
+@pytest.mark.parametrize("strategy", sorted(TINY_STRATEGIES))
+def test_search_shows_progress_that_counts_real_evaluations(supernet, search_ids, strategy, capsys):
+    from transformers.utils import logging as hf_logging
+
+    result = run_search(
+        supernet,
+        peft_qfa.search_space(supernet),
+        [2.5, 3.5],
+        LossEvaluator(search_ids, seq_len=24),
+        TINY_STRATEGIES[strategy](0),
+    )
+    bar = capsys.readouterr().err
+    assert f"search ({strategy})" in bar
+    assert f"| {result.n_evaluations}/" in bar.rsplit("\r", 1)[-1]  # the last state counts every evaluation
+    hf_logging.disable_progress_bar()  # the library's own switch turns it off
+    try:
+        run_search(
+            supernet,
+            peft_qfa.search_space(supernet),
+            3.0,
+            LossEvaluator(search_ids, seq_len=24),
+            TINY_STRATEGIES[strategy](1),
+        )
+    finally:
+        hf_logging.enable_progress_bar()
+    assert "search (" not in capsys.readouterr().err
 
 
 def test_strategy_options_are_checked():

@@ -7,10 +7,11 @@ could I deploy": a search is run for a few budgets, but its evaluations cover ma
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..supernet.cost import Cost
-from ..supernet.space import Subnet
+from ..supernet.space import SearchSpace, Subnet
 from .budget import Budget
 
 
@@ -145,6 +146,69 @@ class SearchResult:
             "evaluations": [e.to_dict() for e in self.evaluations],
             "pareto_front": [e.to_dict() for e in self.pareto_front()],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping, space: SearchSpace) -> SearchResult:
+        """The result that :meth:`to_dict` wrote, for ``space`` (subnets and costs are rebuilt from it,
+        so a result saved for another model is refused by ``space.subnet``)."""
+
+        def evaluated(entry: Mapping) -> tuple[Subnet, Cost]:
+            subnet = space.subnet({name: int(bits) for name, bits in entry["bits"].items()})
+            return subnet, space.cost(subnet)
+
+        choices = []
+        for entry in data["choices"]:
+            subnet, cost = evaluated(entry)
+            choices.append(
+                BudgetChoice(
+                    Budget.parse(entry["budget"]),
+                    subnet,
+                    cost,
+                    entry["score"],
+                    entry["n_evaluations"],
+                    entry["seconds"],
+                )
+            )
+        evaluations = [Evaluation(*evaluated(entry), entry["score"]) for entry in data["evaluations"]]
+        return cls(
+            strategy=data["strategy"],
+            metric=data["metric"],
+            higher_is_better=data["higher_is_better"],
+            choices=choices,
+            evaluations=evaluations,
+            n_evaluations=data["n_evaluations"],
+            seconds=data["seconds"],
+        )
+
+    @classmethod
+    def combine(cls, results: Sequence[SearchResult]) -> SearchResult:
+        """One result from searches of the same strategy and metric for different budgets (for example
+        run side by side in several processes): their choices in order, evaluations without repeats,
+        evaluation counts and seconds summed."""
+        if not results:
+            raise ValueError("SearchResult.combine: no results given.")
+        first = results[0]
+        kinds = {(r.strategy, r.metric, r.higher_is_better) for r in results}
+        if len(kinds) > 1:
+            raise ValueError(
+                f"SearchResult.combine: the results come from different searches: {sorted(kinds)}."
+            )
+        budgets = [str(c.budget) for r in results for c in r.choices]
+        if len(set(budgets)) < len(budgets):
+            raise ValueError(f"SearchResult.combine: a budget is searched twice among {budgets}.")
+        evaluations: dict[tuple[int, ...], Evaluation] = {}
+        for result in results:
+            for evaluation in result.evaluations:
+                evaluations.setdefault(tuple(evaluation.subnet.values()), evaluation)
+        return cls(
+            strategy=first.strategy,
+            metric=first.metric,
+            higher_is_better=first.higher_is_better,
+            choices=[c for r in results for c in r.choices],
+            evaluations=list(evaluations.values()),
+            n_evaluations=sum(r.n_evaluations for r in results),
+            seconds=sum(r.seconds for r in results),
+        )
 
     def table(self) -> str:
         """A plain-text table of the choices."""

@@ -15,12 +15,15 @@ Both only ever return subnets whose real ``SearchSpace.cost`` fits the budget.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from torch import nn
+from tqdm.auto import tqdm
+from transformers.utils.logging import is_progress_bar_enabled
 
 from ..supernet.space import SearchSpace, Subnet
 from .budget import Budget, check_feasible, parse_budgets
@@ -34,13 +37,31 @@ class SearchRun:
     """Shared state of one search: the model, its space, the evaluator, cost tables and the record
     of every subnet evaluated."""
 
-    def __init__(self, model: nn.Module, space: SearchSpace, evaluator: Evaluator, seed: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        space: SearchSpace,
+        evaluator: Evaluator,
+        seed: int,
+        progress: tqdm | None = None,
+        count: Callable[[], int] | None = None,
+    ):
         self.model = model
         self.space = space
         self.evaluator = evaluator
         self.rng = random.Random(seed)
         self.records: dict[tuple[int, ...], Evaluation] = {}
         self._tables: dict[str, CostTable] = {}
+        self.progress = progress
+        self._count = count or (lambda: evaluator.n_evaluations)
+        self._first_count = self._count()
+
+    def advance(self, **postfix) -> None:
+        """Move the progress bar to the number of forward-pass evaluations made so far."""
+        if self.progress is not None:
+            self.progress.update(self._count() - self._first_count - self.progress.n)
+            if postfix:
+                self.progress.set_postfix(postfix, refresh=False)
 
     def table(self, kind: str) -> CostTable:
         if kind not in self._tables:
@@ -52,6 +73,7 @@ class SearchRun:
         key = tuple(subnet.values())
         if key not in self.records:
             self.records[key] = Evaluation(subnet, self.space.cost(subnet), value)
+        self.advance()
         return value
 
     def best_fitting(self, budget: Budget) -> Evaluation | None:
@@ -97,6 +119,10 @@ class SearchStrategy:
         """Evaluators other than the search's own that the strategy runs (their work is counted too)."""
         return []
 
+    def expected_evaluations(self, space: SearchSpace, n_budgets: int) -> int:
+        """About how many evaluations :meth:`run` makes (the progress bar's total)."""
+        return 0
+
     def _evaluations(self, evaluator: Evaluator) -> int:
         return evaluator.n_evaluations + sum(e.n_evaluations for e in self.helper_evaluators())
 
@@ -105,11 +131,19 @@ class SearchStrategy:
     ) -> SearchResult:
         for budget in budgets:
             check_feasible(space, budget)
-        run = SearchRun(model, space, evaluator, self.seed)
-        start, first_evaluation = time.perf_counter(), self._evaluations(evaluator)
+        progress = tqdm(
+            total=self.expected_evaluations(space, len(budgets)) or None,
+            desc=f"search ({self.name})",
+            unit="subnet",
+            disable=not is_progress_bar_enabled(),
+        )
+        count = functools.partial(self._evaluations, evaluator)
+        run = SearchRun(model, space, evaluator, self.seed, progress, count)
+        start, first_evaluation = time.perf_counter(), count()
         try:
             return self._run(run, budgets, start, first_evaluation)
         finally:
+            progress.close()
             evaluator.release()  # the float weight copies; scores stay cached
 
     def _run(
@@ -122,6 +156,7 @@ class SearchStrategy:
         choices = []
         for budget in budgets:
             budget_start, evaluations_before = time.perf_counter(), self._evaluations(evaluator)
+            run.advance(budget=str(budget))
             self.search_budget(run, budget)
             best = run.best_fitting(budget)
             if best is None:  # cannot happen after check_feasible, unless a strategy evaluated nothing
@@ -191,6 +226,9 @@ class TwoStageSearch(SearchStrategy):
         self.n_random = n_random
         self.n_refine = n_refine
         self.shrink_fraction = shrink_fraction
+
+    def expected_evaluations(self, space: SearchSpace, n_budgets: int) -> int:
+        return (self.n_random + self.n_refine) * n_budgets
 
     def search_budget(self, run: SearchRun, budget: Budget) -> None:
         table = run.table(budget.kind)
@@ -351,12 +389,18 @@ class SensitivityKnapsackSearch(SearchStrategy):
                 for bits in group.bits[:-1]:
                     probe = space.subnet({**top, group.name: bits})
                     self.sensitivity[group.name][bits] = reference - probe_quality(probe_score(probe))
+                    run.advance(stage="sensitivities")
         finally:
             if self.probe_evaluator is not None:
                 self.probe_evaluator.release()
 
     def helper_evaluators(self) -> list[Evaluator]:
         return [self.probe_evaluator] if self.probe_evaluator is not None else []
+
+    def expected_evaluations(self, space: SearchSpace, n_budgets: int) -> int:
+        probes = 1 + sum(len(g.bits) - 1 for g in space.groups)
+        per_budget = self.knapsack_solutions + 1 + self.generations * self.children
+        return probes + per_budget * n_budgets
 
     # -------------------------------------------------------------- per budget
     def search_budget(self, run: SearchRun, budget: Budget) -> None:
