@@ -151,6 +151,29 @@ def test_train_command_trains_saves_and_reports(tmp_path, text_files, tiny_model
     assert deployed.qfa_search_result.n_evaluations > 0
 
 
+def test_default_rank_is_16_or_the_largest_the_model_allows(tmp_path, text_files, tiny_model_with_tokenizer_dir, capsys):
+    argv = [
+        "--model", tiny_model_with_tokenizer_dir, "--data", *text_files, "--method", "rtn", "--steps", "1",
+        "--batch-size", "2", "--seq-len", "16",
+    ]
+    options = resolve_options(parse(*argv, "--output", str(tmp_path / "a"), "--group-size", "16"))
+    trainer, _ = train_supernet(options)
+    narrowest = min(layer.in_features for layer in find_bit_layers(trainer.model).values())
+    assert narrowest // 16 < 16  # the tiny model cannot take rank 16: the default drops to what it allows
+    config = trainer.model.peft_config["default"]
+    assert (config.r, config.lora_alpha) == (narrowest // 16, 2.0 * (narrowest // 16))
+    assert f"adapter rank r={narrowest // 16}: the largest" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "a" / SUMMARY_FILE).read_text())
+    assert summary["options"]["r"] == narrowest // 16
+    assert options["r"] is None  # the caller's options are left as given
+
+    # an explicit rank is used as given, and a too-large one is refused with the reason
+    trainer, _ = train_supernet(resolve_options(parse(*argv, "--output", str(tmp_path / "b"), "--r", "1")))
+    assert (trainer.model.peft_config["default"].r, trainer.model.peft_config["default"].lora_alpha) == (1, 2.0)
+    with pytest.raises(ValueError, match="larger than in_features / group_size"):
+        train_supernet(resolve_options(parse(*argv, "--output", str(tmp_path / "c"), "--r", "64")))
+
+
 def test_search_tokens_are_whole_blocks_from_the_end_and_at_most_a_tenth():
     from datasets import Dataset
 

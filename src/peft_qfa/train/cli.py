@@ -44,6 +44,31 @@ def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+DEFAULT_RANK = 16
+
+
+def default_rank(supernet, group_size: int) -> tuple[int, str]:
+    """``DEFAULT_RANK``, or less when a layer has fewer quantization groups (a mergeable adapter's rank
+    cannot exceed them); returns the rank and a line that says why it was chosen."""
+    from ..supernet.layer import find_bit_layers
+
+    widths = {name: layer.in_features for name, layer in find_bit_layers(supernet).items()}
+    if not widths:
+        return DEFAULT_RANK, f"adapter rank r={DEFAULT_RANK}"
+    narrowest = min(widths, key=widths.get)
+    allowed = widths[narrowest] // group_size
+    if allowed >= DEFAULT_RANK:
+        return DEFAULT_RANK, f"adapter rank r={DEFAULT_RANK}"
+    return allowed, (
+        f"adapter rank r={allowed}: the largest `{narrowest}` allows "
+        f"({widths[narrowest]} inputs / group size {group_size}); --r sets it"
+    )
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -67,8 +92,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("calibration_samples", 128, "GPTQ calibration blocks, taken evenly from the training data.", int),
     Option("granularity", "block", "Search-space unit: one bit-width per decoder block or per layer.",
            choices=("block", "layer")),
-    Option("r", 16, "Adapter rank (at most in_features / group_size).", int),
-    Option("lora_alpha", 32.0, "Adapter scale numerator (scale = lora_alpha / r).", float),
+    Option("r", None, f"Adapter rank, at most in_features / group_size (default: {DEFAULT_RANK}, or the largest the "
+           "model's narrowest layer allows if that is smaller).", _optional_int),
+    Option("lora_alpha", None, "Adapter scale numerator (scale = lora_alpha / r; default: 2 x r).", _optional_float),
     Option("schedule", "resource-balanced", "Subnet sampler.", choices=tuple(sorted(SAMPLERS))),
     Option("fixed_bits", None, "The bit-width of every group for `--schedule fixed`.", _optional_int),
     Option("seed", 0, "Seed of the sampler, the adapter initialisation and the data order.", int),
@@ -284,6 +310,7 @@ def train_supernet(options: Mapping[str, Any]):
     from ..tuner import QFAConfig
     from .callback import QFASamplerCallback
 
+    options = dict(options)  # the rank and scale defaults are filled in below
     output = Path(options["output"]).expanduser()
     checkpoints = output / "checkpoints"
     tokenizer = AutoTokenizer.from_pretrained(options["model"])
@@ -313,6 +340,11 @@ def train_supernet(options: Mapping[str, Any]):
     supernet = AutoModelForCausalLM.from_pretrained(
         options["model"], quantization_config=quantization, dtype=getattr(torch, options["dtype"])
     )
+    if options["r"] is None:
+        options["r"], why = default_rank(supernet, options["group_size"])
+        print(f"peft-qfa train: {why}.")
+    if options["lora_alpha"] is None:
+        options["lora_alpha"] = 2.0 * options["r"]
     torch.manual_seed(options["seed"])
     model = get_peft_model(
         supernet, QFAConfig(r=options["r"], lora_alpha=options["lora_alpha"], target_modules="all-linear")
