@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -146,7 +147,8 @@ def test_search_on_a_real_supernet(supernet, search_ids, strategy, tmp_path):
     evaluator = LossEvaluator(search_ids, seq_len=24)
     space = peft_qfa.search_space(supernet)
     before = peft_qfa.get_subnet(supernet)
-    result = run_search(supernet, space, [2.5, "3.5bits"], evaluator, TINY_STRATEGIES[strategy](0))
+    search = TINY_STRATEGIES[strategy](0)
+    result = run_search(supernet, space, [2.5, "3.5bits"], evaluator, search)
     assert peft_qfa.get_subnet(supernet) == before  # the model's own subnet is restored
     assert [str(c.budget) for c in result.choices] == ["2.5 bits", "3.5 bits"]
     for choice in result.choices:
@@ -155,8 +157,15 @@ def test_search_on_a_real_supernet(supernet, search_ids, strategy, tmp_path):
             assert LossEvaluator(search_ids, seq_len=24).score(supernet) == pytest.approx(
                 choice.score, rel=1e-6
             )
-    # the evaluator cache: every subnet evaluated once, and the count says so
-    assert result.n_evaluations == evaluator.n_evaluations == len(result.evaluations) == len(evaluator.cache)
+    # the evaluator cache: every subnet evaluated once, and the count says so (sensitivity probes included,
+    # which ours scores on the first half of the search tokens by default)
+    assert evaluator.n_evaluations == len(result.evaluations) == len(evaluator.cache)
+    helpers = search.helper_evaluators()
+    assert result.n_evaluations == evaluator.n_evaluations + sum(h.n_evaluations for h in helpers)
+    if strategy == "sensitivity-knapsack":
+        (probes,) = helpers
+        assert evaluator.n_tokens / 2 <= probes.n_tokens < evaluator.n_tokens
+        assert probes.n_evaluations == 1 + len(space) * 2  # the all-4 reference, each group at 3 and at 2 bits
     front = result.pareto_front()
     assert all(
         a.cost.avg_bits <= b.cost.avg_bits and a.score > b.score
@@ -226,6 +235,21 @@ def test_search_shows_progress_that_counts_real_evaluations(supernet, search_ids
     finally:
         hf_logging.enable_progress_bar()
     assert "search (" not in capsys.readouterr().err
+
+
+def test_a_loss_evaluator_cut_to_its_first_windows():
+    ids = torch.arange(100) % 50
+    evaluator = LossEvaluator(ids, seq_len=24, batch_size=2)  # windows of 24, 24, 24, 24 and a tail of 4
+    half = evaluator.head(0.5)
+    assert half.n_tokens == 72 and [b.shape for b in half.batches] == [(2, 24), (1, 24)]
+    assert torch.equal(torch.cat([b.flatten() for b in half.batches]), ids[:72])
+    assert evaluator.head(0.01).n_tokens == 24  # at least one window
+    assert evaluator.head(1.0) is None  # nothing to cut
+    assert LossEvaluator(ids[:30], seq_len=24).head(0.5).n_tokens == 24
+    assert LossEvaluator(ids[:20], seq_len=24).head(0.5) is None  # one short window
+    assert CallableEvaluator(lambda m: 0.0, higher_is_better=True).head(0.5) is None  # other evaluators cannot be cut
+    with pytest.raises(ValueError, match="fraction must be in"):
+        evaluator.head(0.0)
 
 
 def test_strategy_options_are_checked():

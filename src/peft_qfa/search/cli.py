@@ -44,9 +44,9 @@ def add_search_arguments(parser: argparse.ArgumentParser, data_required: bool = 
     )
     parser.add_argument("--n-refine", type=int, help="two-stage: subnets of the second stage (default 50).")
     parser.add_argument(
-        "--generations", type=int, help="sensitivity-knapsack: evolutionary rounds (default 3)."
+        "--generations", type=int, help="sensitivity-knapsack: evolutionary rounds (default 2)."
     )
-    parser.add_argument("--children", type=int, help="sensitivity-knapsack: subnets per round (default 8).")
+    parser.add_argument("--children", type=int, help="sensitivity-knapsack: subnets per round (default 6).")
 
 
 def search_options(args: argparse.Namespace) -> dict:

@@ -85,6 +85,12 @@ class Evaluator:
         self.cache[key] = value
         return value
 
+    def head(self, fraction: float) -> Evaluator | None:
+        """A cheaper evaluator on the first ``fraction`` of this one's data, for work that only ranks
+        (sensitivity probes); ``None`` when this evaluator cannot be cut (the default) or the cut would
+        keep everything."""
+        return None
+
     def better(self, a: float, b: float) -> bool:
         """Whether score ``a`` is strictly better than score ``b``."""
         return a > b if self.higher_is_better else a < b
@@ -154,6 +160,23 @@ class LossEvaluator(Evaluator):
             )
         self.batches = self._batches(data, tokenizer, seq_len, max_tokens, batch_size)
         self.n_tokens = sum(b.numel() for b in self.batches)
+        self.batch_size = batch_size
+
+    def head(self, fraction: float) -> LossEvaluator | None:
+        """The loss on this evaluator's first whole windows that hold at least ``fraction`` of its tokens."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"LossEvaluator.head: fraction must be in (0, 1], got {fraction}.")
+        kept, tokens = [], 0
+        for window in (w for batch in self.batches for w in batch):
+            if tokens >= fraction * self.n_tokens:
+                break
+            kept.append(window)
+            tokens += window.numel()
+        if tokens >= self.n_tokens:  # only a shorter last window could follow a full one: all were kept
+            return None
+        return LossEvaluator(
+            torch.stack(kept), batch_size=self.batch_size, weight_cache_bytes=self.weight_cache_bytes
+        )
 
     @staticmethod
     def _batches(data, tokenizer, seq_len, max_tokens, batch_size) -> list[torch.Tensor]:

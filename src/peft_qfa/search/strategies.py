@@ -115,6 +115,9 @@ class SearchStrategy:
     def search_budget(self, run: SearchRun, budget: Budget) -> None:
         raise NotImplementedError
 
+    def bind(self, evaluator: Evaluator) -> None:
+        """Set up what a run with ``evaluator`` needs before anything is counted (nothing by default)."""
+
     def helper_evaluators(self) -> list[Evaluator]:
         """Evaluators other than the search's own that the strategy runs (their work is counted too)."""
         return []
@@ -131,6 +134,7 @@ class SearchStrategy:
     ) -> SearchResult:
         for budget in budgets:
             check_feasible(space, budget)
+        self.bind(evaluator)
         progress = tqdm(
             total=self.expected_evaluations(space, len(budgets)) or None,
             desc=f"search ({self.name})",
@@ -321,17 +325,22 @@ class SensitivityKnapsackSearch(SearchStrategy):
 
     Args:
         population (`int`, *optional*, defaults to 8): parents kept between generations.
-        generations (`int`, *optional*, defaults to 3): evolutionary rounds per budget (0: knapsack only).
-        children (`int`, *optional*, defaults to 8): new subnets evaluated per generation.
+        generations (`int`, *optional*, defaults to 2): evolutionary rounds per budget (0: knapsack only).
+        children (`int`, *optional*, defaults to 6): new subnets evaluated per generation.
         knapsack_solutions (`int`, *optional*, defaults to 4): knapsack answers evaluated as seeds.
         mutation_rate (`float`, *optional*, defaults to 0.1): per-group chance that a child's bits are redrawn.
         probe_evaluator (`Evaluator`, *optional*): scores the sensitivity probes instead of the search's
-            evaluator, e.g. a loss on half of the search tokens: the probes only rank groups, and they
-            are most of the evaluations. Candidates are always scored by the search's own evaluator.
+            evaluator: the probes only rank groups, and they are most of the evaluations. Candidates
+            are always scored by the search's own evaluator.
+        probe_fraction (`float`, *optional*, defaults to 0.5): without ``probe_evaluator``, the probes
+            are scored on this share of the search evaluator's data when it can be cut
+            (:meth:`Evaluator.head`: a held-out loss keeps its first windows); 1.0 probes on all of it.
         seed (`int`, *optional*, defaults to 0).
 
-    Cost in evaluations: ``1 + sum(len(bits) - 1 for each group)`` once (the sensitivities), then
-    about ``knapsack_solutions + generations * children`` per budget.
+    Cost in evaluations: ``1 + sum(len(bits) - 1 for each group)`` probes once (the sensitivities),
+    then about ``knapsack_solutions + 1 + generations * children`` per budget. The defaults are the
+    settings of the search benchmark (BENCHMARKS.md): under 5 minutes per budget for SmolLM2 on one
+    CPU thread with 2,048 search tokens.
     """
 
     name = "sensitivity-knapsack"
@@ -339,12 +348,13 @@ class SensitivityKnapsackSearch(SearchStrategy):
     def __init__(
         self,
         population: int = 8,
-        generations: int = 3,
-        children: int = 8,
+        generations: int = 2,
+        children: int = 6,
         knapsack_solutions: int = 4,
         mutation_rate: float = 0.1,
         seed: int = 0,
         probe_evaluator: Evaluator | None = None,
+        probe_fraction: float = 0.5,
     ):
         super().__init__(seed)
         if (
@@ -353,12 +363,14 @@ class SensitivityKnapsackSearch(SearchStrategy):
             or children < 1
             or knapsack_solutions < 1
             or not 0 < mutation_rate <= 1
+            or not 0 < probe_fraction <= 1
         ):
             raise ValueError(
                 "SensitivityKnapsackSearch: need population >= 2, generations >= 0, children >= 1, "
-                f"knapsack_solutions >= 1 and 0 < mutation_rate <= 1; got population={population}, "
-                f"generations={generations}, children={children}, knapsack_solutions={knapsack_solutions}, "
-                f"mutation_rate={mutation_rate}."
+                "knapsack_solutions >= 1, 0 < mutation_rate <= 1 and 0 < probe_fraction <= 1; got "
+                f"population={population}, generations={generations}, children={children}, "
+                f"knapsack_solutions={knapsack_solutions}, mutation_rate={mutation_rate}, "
+                f"probe_fraction={probe_fraction}."
             )
         self.population = population
         self.generations = generations
@@ -366,19 +378,27 @@ class SensitivityKnapsackSearch(SearchStrategy):
         self.knapsack_solutions = knapsack_solutions
         self.mutation_rate = mutation_rate
         self.probe_evaluator = probe_evaluator
+        self.probe_fraction = probe_fraction
+        self._probes: Evaluator | None = probe_evaluator  # this run's: given, or cut from the search's
         self.sensitivity: dict[str, dict[int, float]] = {}
+
+    def bind(self, evaluator: Evaluator) -> None:
+        self._probes = self.probe_evaluator
+        if self._probes is None and self.probe_fraction < 1:
+            self._probes = evaluator.head(self.probe_fraction)
 
     # -------------------------------------------------------------- shared: sensitivities
     def prepare(self, run: SearchRun, budgets: Sequence[Budget]) -> None:
         """``sensitivity[group][bits]``: the quality lost when only ``group`` drops to ``bits``."""
         space = run.space
-        if self.probe_evaluator is None:
+        probes = self._probes
+        if probes is None:
             probe_score, probe_quality = run.score, run.evaluator.quality
         else:
-            probe_quality = self.probe_evaluator.quality
+            probe_quality = probes.quality
 
             def probe_score(subnet: Subnet) -> float:
-                return self.probe_evaluator.evaluate(run.model, subnet)
+                return probes.evaluate(run.model, subnet)
 
         top = {g.name: max(g.bits) for g in space.groups}
         reference = probe_quality(probe_score(space.subnet(top)))
@@ -391,11 +411,11 @@ class SensitivityKnapsackSearch(SearchStrategy):
                     self.sensitivity[group.name][bits] = reference - probe_quality(probe_score(probe))
                     run.advance(stage="sensitivities")
         finally:
-            if self.probe_evaluator is not None:
-                self.probe_evaluator.release()
+            if probes is not None:
+                probes.release()
 
     def helper_evaluators(self) -> list[Evaluator]:
-        return [self.probe_evaluator] if self.probe_evaluator is not None else []
+        return [self._probes] if self._probes is not None else []
 
     def expected_evaluations(self, space: SearchSpace, n_budgets: int) -> int:
         probes = 1 + sum(len(g.bits) - 1 for g in space.groups)
