@@ -85,17 +85,19 @@ class QFAPackedLinear(QFALinear):
             int4 = self._cpu_int4_weight()
             if int4 is not None:
                 return int4.linear(x, self.bias)
-        elif x.device.type != "cpu":
+        elif x.device.type != "cpu" and getattr(self, "_int4_cache", None) is not None:
             self._int4_cache = None  # moved off the CPU: drop the repacked CPU copy
         return super().forward(x)
 
     def _cpu_int4_weight(self) -> Int4CpuWeight | None:
         """The weight repacked for the CPU int4 kernel, rebuilt whenever the stored tensors change
-        (``load_state_dict`` writes new values in place, ``load_quantized`` swaps the tensors)."""
-        qweight = self.quantized()
-        key = tuple((t.data_ptr(), t._version) for t in (qweight.packed, qweight.scales, qweight.zeros))
+        (``load_state_dict`` writes new values in place, ``load_quantized`` swaps the tensors).
+        Called on every token, so the check reads the three tensors directly."""
+        stored = (getattr(self, f"b{self.bits}_{part}") for part in ("packed", "scales", "zeros"))
+        key = tuple((t.data_ptr(), t._version) for t in stored)
         cached = getattr(self, "_int4_cache", None)
         if cached is None or cached[0] != key:
+            qweight = self.quantized()
             weight = Int4CpuWeight.from_quantized(qweight) if cpu_int4_supports(qweight) else None
             self._int4_cache = cached = (key, weight)
         return cached[1]

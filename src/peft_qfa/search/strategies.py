@@ -46,6 +46,8 @@ class SearchRun:
         progress: tqdm | None = None,
         count: Callable[[], int] | None = None,
     ):
+        """``count`` reads the forward passes made so far, helper evaluators included (default: the
+        evaluator's own count)."""
         self.model = model
         self.space = space
         self.evaluator = evaluator
@@ -56,10 +58,14 @@ class SearchRun:
         self._count = count or (lambda: evaluator.n_evaluations)
         self._first_count = self._count()
 
+    def n_evaluations(self) -> int:
+        """Forward-pass evaluations made since this run began (cache hits excluded)."""
+        return self._count() - self._first_count
+
     def advance(self, **postfix) -> None:
         """Move the progress bar to the number of forward-pass evaluations made so far."""
         if self.progress is not None:
-            self.progress.update(self._count() - self._first_count - self.progress.n)
+            self.progress.update(self.n_evaluations() - self.progress.n)
             if postfix:
                 self.progress.set_postfix(postfix, refresh=False)
 
@@ -141,25 +147,23 @@ class SearchStrategy:
             unit="subnet",
             disable=not is_progress_bar_enabled(),
         )
-        count = functools.partial(self._evaluations, evaluator)
-        run = SearchRun(model, space, evaluator, self.seed, progress, count)
-        start, first_evaluation = time.perf_counter(), count()
+        run = SearchRun(
+            model, space, evaluator, self.seed, progress, functools.partial(self._evaluations, evaluator)
+        )
         try:
-            return self._run(run, budgets, start, first_evaluation)
+            return self._run(run, budgets, time.perf_counter())
         finally:
             progress.close()
             evaluator.release()  # the float weight copies; scores stay cached
 
-    def _run(
-        self, run: SearchRun, budgets: Sequence[Budget], start: float, first_evaluation: int
-    ) -> SearchResult:
+    def _run(self, run: SearchRun, budgets: Sequence[Budget], start: float) -> SearchResult:
         evaluator = run.evaluator
         self.prepare(run, budgets)
         shared_seconds = time.perf_counter() - start
-        shared_evaluations = self._evaluations(evaluator) - first_evaluation
+        shared_evaluations = run.n_evaluations()
         choices = []
         for budget in budgets:
-            budget_start, evaluations_before = time.perf_counter(), self._evaluations(evaluator)
+            budget_start, evaluations_before = time.perf_counter(), run.n_evaluations()
             run.advance(budget=str(budget))
             self.search_budget(run, budget)
             best = run.best_fitting(budget)
@@ -172,7 +176,7 @@ class SearchStrategy:
                     subnet=best.subnet,
                     cost=best.cost,
                     score=best.score,
-                    n_evaluations=self._evaluations(evaluator)
+                    n_evaluations=run.n_evaluations()
                     - evaluations_before
                     + math.ceil(shared_evaluations / len(budgets)),
                     seconds=time.perf_counter() - budget_start + shared_seconds / len(budgets),
@@ -184,7 +188,7 @@ class SearchStrategy:
             higher_is_better=evaluator.higher_is_better,
             choices=choices,
             evaluations=list(run.records.values()),
-            n_evaluations=self._evaluations(evaluator) - first_evaluation,
+            n_evaluations=run.n_evaluations(),
             seconds=time.perf_counter() - start,
         )
 
