@@ -31,10 +31,15 @@ class HubPushError(OSError):
     """An upload to the Hub failed; nothing local was changed and the push can be retried."""
 
 
-def _adapter_layers(model: nn.Module) -> dict[int, nn.Module]:
+def _adapter_wrappers(model: nn.Module) -> list[nn.Module]:
     from ..tuner import QFAAdapterLayer
 
-    return {id(m): m.get_base_layer() for m in model.modules() if isinstance(m, QFAAdapterLayer)}
+    return [m for m in model.modules() if isinstance(m, QFAAdapterLayer)]
+
+
+def _adapter_layers(model: nn.Module) -> dict[int, nn.Module]:
+    """``{id(adapter wrapper): the supernet layer it wraps}``."""
+    return {id(m): m.get_base_layer() for m in _adapter_wrappers(model)}
 
 
 def _without_adapters(base: nn.Module) -> nn.Module:
@@ -51,6 +56,37 @@ def _without_adapters(base: nn.Module) -> nn.Module:
     bare = copy.deepcopy(base, memo)
     forget_adapter_loading(bare)
     return bare
+
+
+def _save_adapters(model: nn.Module, folder: str | os.PathLike) -> None:
+    """Write the QFA adapters of ``model`` as PEFT's files (``adapter_config.json``, ``adapter_model.safetensors``).
+
+    A ``PeftModel`` saves itself (PEFT's own code). A transformers model whose adapters came from
+    ``load_adapter`` is written here with PEFT's ``get_peft_model_state_dict`` rather than through
+    transformers' ``save_pretrained``: that route checks the installed PEFT against transformers' own
+    minimum (transformers 5.24 asks for a PEFT newer than any release), so going through PEFT alone
+    keeps the supernet saveable with every transformers in our range. The files are the ones
+    transformers writes: the active adapter's config, and its weights under ``base_model.model.``.
+    """
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    if isinstance(model, PeftModel):
+        model.save_pretrained(folder)
+        return
+    configs = getattr(model, "peft_config", None) or {}
+    active = {name for layer in _adapter_wrappers(model) for name in layer.active_adapters}
+    if len(active) != 1 or not set(active) <= set(configs):
+        raise ValueError(
+            f"save_supernet: expected one active adapter with a config, found {sorted(active)} (configs: "
+            f"{sorted(configs)}); call `model.set_adapter(name)` for the one to save."
+        )
+    (adapter_name,) = active
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
+    state = {f"base_model.model.{key}": tensor.detach().contiguous() for key, tensor in state.items()}
+    os.makedirs(folder, exist_ok=True)
+    save_file(state, os.path.join(folder, "adapter_model.safetensors"), metadata={"format": "pt"})
+    configs[adapter_name].save_pretrained(folder)
 
 
 def save_supernet(
@@ -78,7 +114,7 @@ def save_supernet(
     has_adapters = bool(_adapter_layers(base))
     (_without_adapters(base) if has_adapters else base).save_pretrained(folder, max_shard_size=max_shard_size)
     if has_adapters:
-        model.save_pretrained(folder)  # PeftModel, or transformers with adapters loaded: adapter files only
+        _save_adapters(model, folder)
     if search_data is not None:
         save_search_data(folder, search_data)
 
