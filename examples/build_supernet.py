@@ -3,9 +3,9 @@
     PYTHONPATH=src python examples/build_supernet.py            # a tiny random Llama, a few seconds
     PYTHONPATH=src python examples/build_supernet.py --smollm2  # SmolLM2-135M-Instruct (minutes on 2 cores)
 
-The tiny run calibrates on random token ids; the SmolLM2 run calibrates on Austen novels from
-../shared/data (any list of strings, a datasets.Dataset with a text column or a LongTensor
-[n, seq] of token ids works the same way).
+The tiny run calibrates on random token ids; the SmolLM2 run calibrates on English text that every
+CPython ships (the reference topics behind ``help()``, in ``pydoc_data.topics``). Any list of
+strings, a datasets.Dataset with a text column or a LongTensor [n, seq] of token ids works the same way.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from peft_qfa import QFAQuantizationConfig
 
 def source_and_calibration(smollm2: bool, folder: str):
     if smollm2:
-        from peft_qfa.testing import austen_texts, smollm2_path
+        from pydoc_data.topics import topics
 
-        train_texts, _ = austen_texts()
-        return str(smollm2_path()), train_texts[:1], 32, 512
+        from peft_qfa.testing import smollm2_path
+
+        return str(smollm2_path()), ["\n\n".join(topics.values())], 32, 512
     from peft_qfa.testing import tiny_llama, tiny_token_batches
 
     tiny_llama(seed=0).save_pretrained(folder)

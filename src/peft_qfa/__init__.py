@@ -6,6 +6,10 @@ PEFT tuner type; load and save supernets only after importing it.
 
 __version__ = "0.1.0"
 
+from .versions import check_dependencies
+
+check_dependencies()  # before anything below imports transformers or peft
+
 # --- search and deploy: budgets, subnet search, materialization, the Hub (issue 6) ---
 from .deploy import HubPushError, QFAPackedLinear, from_pretrained, materialize, push_to_hub, save_supernet
 from .search import SearchResult, plot_pareto, search_subnet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -94,7 +95,23 @@ def test_multiple_choice_accuracy_equals_unbatched_scoring(supernet):
     assert evaluator.higher_is_better and evaluator.name == "accuracy"
 
 
-def test_bigbench_file_loads():
+def test_a_bigbench_file_in_a_shared_folder_loads(tmp_path):
+    """The lookup and the file format, on a folder laid out like the shared data (no real data needed)."""
+    (tmp_path / "data" / "text" / "austen").mkdir(parents=True)
+    (tmp_path / "data" / "bigbench").mkdir()
+    task_file = tmp_path / "data" / "bigbench" / "toy.json"
+    task_file.write_text(json.dumps({"name": "toy", **TASK}), encoding="utf-8")
+    task = bigbench_task("toy", shared_dir=tmp_path)
+    assert load_task(task)["examples"] == TASK["examples"] == load_task(task_file)["examples"]
+    evaluator = MultipleChoiceEvaluator(task, char_tokenizer(), max_examples=2)
+    assert evaluator.n_examples == 2
+    with pytest.raises(FileNotFoundError, match=r"No BIG-bench task 'missing' .* available: \['toy'\]"):
+        bigbench_task("missing", shared_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_the_real_bigbench_file_loads():
+    """The development data beside the repository (slow: it needs the shared folder, which a clone lacks)."""
     task = bigbench_task("general_knowledge")
     assert len(load_task(task)["examples"]) == len(task["examples"]) > 10
     evaluator = MultipleChoiceEvaluator(task, char_tokenizer(), max_examples=4)
