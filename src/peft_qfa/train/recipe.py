@@ -305,7 +305,7 @@ def train_supernet(options: Mapping[str, Any]):
     from transformers.trainer_callback import DefaultFlowCallback
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ..deploy import save_supernet
+    from ..checkpoint import save_supernet
     from ..supernet.config import QFAQuantizationConfig
     from ..tuner import QFAConfig
     from .callback import QFASamplerCallback
