@@ -14,8 +14,8 @@ import math
 import random
 from collections.abc import Iterable, Mapping
 
+from ..supernet.budget import Budget
 from ..supernet.space import SearchSpace, Subnet
-from .budget import Budget
 from .cost_table import CostTable
 
 _TILT_LIMIT = 60.0

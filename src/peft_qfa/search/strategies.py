@@ -25,8 +25,8 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers.utils.logging import is_progress_bar_enabled
 
+from ..supernet.budget import Budget, feasible_budgets
 from ..supernet.space import SearchSpace, Subnet
-from .budget import Budget, check_feasible, parse_budgets
 from .cost_table import CostTable
 from .evaluators import Evaluator
 from .result import BudgetChoice, Evaluation, SearchResult
@@ -138,8 +138,8 @@ class SearchStrategy:
     def run(
         self, model: nn.Module, space: SearchSpace, budgets: Sequence[Budget], evaluator: Evaluator
     ) -> SearchResult:
-        for budget in budgets:
-            check_feasible(space, budget)
+        """Search ``space`` for each of ``budgets``, typed and already checked against ``space``
+        (:func:`~peft_qfa.supernet.budget.feasible_budgets`, which :func:`run_search` calls)."""
         self.bind(evaluator)
         progress = tqdm(
             total=self.expected_evaluations(space, len(budgets)) or None,
@@ -569,7 +569,7 @@ def run_search(
     **options,
 ) -> SearchResult:
     """Search ``space`` of ``model`` for the best subnet under each of ``budgets`` (one or a list)."""
-    return make_strategy(strategy, **options).run(model, space, parse_budgets(budgets), evaluator)
+    return make_strategy(strategy, **options).run(model, space, feasible_budgets(space, budgets), evaluator)
 
 
 __all__ = [

@@ -1,7 +1,9 @@
-"""``peft-qfa train``: build a supernet, add QFA adapters, train every subnet in one Trainer run, save.
+"""The training recipe: build a supernet, add QFA adapters, train every subnet in one Trainer run, save.
 
-Options come from flags, from a JSON file (``--config run.json``, keys are the flag names), or both
-(flags win). The run: tokenize the data into ``seq_len`` blocks; build the supernet with
+:func:`train_supernet` is the recipe as a Python call (``peft_qfa.train_supernet(model=..., data=...,
+output=...)``); ``peft-qfa train`` (:mod:`peft_qfa.train.cli`) only parses its flags into the same
+options. Options are the flag names with ``_`` (``group_size``, ``steps``, ...); a ``config`` key
+names a JSON file of options, which explicit ones override. The run: tokenize the data into ``seq_len`` blocks; build the supernet with
 ``QFAQuantizationConfig`` (GPTQ calibrates on the training blocks); wrap it with ``QFAConfig``; train
 with the Trainer and ``QFASamplerCallback`` (Trainer checkpoints in ``OUTPUT/checkpoints`` when
 ``--save-steps`` is set, resumable with ``--resume``); save the supernet, its adapters, the tokenizer and the
@@ -10,17 +12,13 @@ held-back search tokens into ``OUTPUT`` (``peft_qfa.save_supernet``) and print h
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .samplers import SAMPLERS
-
-HELP = "Train a QFA supernet: every 2/3/4-bit subnet of a model in one Trainer run."
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 JSON_SUFFIXES = (".json", ".jsonl")
@@ -120,32 +118,12 @@ _BY_NAME = {option.name: option for option in OPTIONS}
 REQUIRED = ("model", "data", "output")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE.json",
-        help="JSON object of options (keys: the flag names, with - or _); flags given here override it.",
-    )
-    for option in OPTIONS:
-        flag = "--" + option.name.replace("_", "-")
-        default = "" if option.default is None else f" (default: {_shown(option.default)})"
-        parser.add_argument(
-            flag,
-            dest=option.name,
-            default=None,  # None = not given, so that a config file value is not overridden
-            nargs=option.nargs,
-            choices=option.choices,
-            help=option.help + default,
-        )
+def resolve_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults, overridden by the ``config`` file, overridden by the options given; parsed and checked.
 
-
-def _shown(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def resolve_options(args: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults, overridden by the ``--config`` file, overridden by the flags given; parsed and checked."""
-    given = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
+    ``None`` means "not given". Parsing is idempotent, so resolved options resolve to themselves.
+    """
+    given = dict(given if isinstance(given, Mapping) else vars(given))  # an argparse.Namespace, too
     given.pop("_run", None)
     given.pop("command", None)
     config_path = given.pop("config", None)
@@ -291,8 +269,27 @@ def token_blocks(dataset, tokenizer, seq_len: int, text_column: str = "text"):
 # ---------------------------------------------------------------------------------------------- the run
 
 
-def train_supernet(options: Mapping[str, Any]):
-    """Build, train and save; returns the ``(trainer, callback)`` pair (used by tests and benchmarks)."""
+def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
+    """Build a supernet, train its QFA adapters over every subnet, and save the supernet folder.
+
+    What ``peft-qfa train`` runs. ``model``, ``data`` and ``output`` are required; every other option
+    (the flag names of ``peft-qfa train --help``, with ``_``) has the CLI's default.
+
+    Args:
+        options (`dict`, *optional*): options as a mapping (e.g. read from a file); ``kwargs`` win.
+        **kwargs: the same options as keywords, e.g. ``steps=200, group_size=32, schedule="sandwich"``.
+
+    Returns:
+        `(Trainer, QFASamplerCallback)`: the finished trainer and the sampler callback (its
+        ``bit_counts`` say how often each bit-width trained per group).
+
+    Example:
+
+    ```python
+    >>> trainer, callback = peft_qfa.train_supernet(model="HuggingFaceTB/SmolLM2-135M", data=["corpus.txt"],
+    ...                                             output="supernet/", steps=200)
+    ```
+    """
     import torch
     from peft import get_peft_model
     from transformers import (
@@ -310,7 +307,7 @@ def train_supernet(options: Mapping[str, Any]):
     from ..tuner import QFAConfig
     from .callback import QFASamplerCallback
 
-    options = dict(options)  # the rank and scale defaults are filled in below
+    options = resolve_options({**dict(options or {}), **kwargs})  # the rank and scale defaults are filled below
     output = Path(options["output"]).expanduser()
     checkpoints = output / "checkpoints"
     tokenizer = AutoTokenizer.from_pretrained(options["model"])
@@ -403,11 +400,15 @@ def train_supernet(options: Mapping[str, Any]):
     return trainer, callback
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        options = resolve_options(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    train_supernet(options)
-    return 0
+__all__ = [
+    "OPTIONS",
+    "REQUIRED",
+    "SUMMARY_FILE",
+    "Option",
+    "default_rank",
+    "hold_back_search_blocks",
+    "load_texts",
+    "resolve_options",
+    "token_blocks",
+    "train_supernet",
+]

@@ -16,9 +16,8 @@ from ..quant import QuantizedWeight
 from ..supernet.layer import BitSelectableLayer, canonical_layer_name
 from ..supernet.space import Subnet
 from ..supernet.subnet import search_space
-from .config import ALL_LINEAR, QFAConfig
+from .config import ALL_LINEAR, QFA_PREFIX, QFAConfig
 from .layer import QFAAdapterLayer, check_rank
-from .peft_type import QFA_PREFIX
 
 
 def _supernet_layer(module: nn.Module) -> BitSelectableLayer | None:

@@ -1,0 +1,56 @@
+"""``peft-qfa train``: the flags of :func:`peft_qfa.train_supernet`, parsed; the recipe is in :mod:`.recipe`.
+
+Options come from flags, from a JSON file (``--config run.json``, keys are the flag names), or both
+(flags win).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .recipe import (  # noqa: F401  (re-exported: the CLI's names before the recipe left it)
+    OPTIONS,
+    SUMMARY_FILE,
+    hold_back_search_blocks,
+    load_texts,
+    resolve_options,
+    token_blocks,
+    train_supernet,
+)
+
+HELP = "Train a QFA supernet: every 2/3/4-bit subnet of a model in one Trainer run."
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE.json",
+        help="JSON object of options (keys: the flag names, with - or _); flags given here override it.",
+    )
+    for option in OPTIONS:
+        flag = "--" + option.name.replace("_", "-")
+        default = "" if option.default is None else f" (default: {_shown(option.default)})"
+        parser.add_argument(
+            flag,
+            dest=option.name,
+            default=None,  # None = not given, so that a config file value is not overridden
+            nargs=option.nargs,
+            choices=option.choices,
+            help=option.help + default,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        options = resolve_options(vars(args))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    train_supernet(options)
+    return 0
