@@ -157,7 +157,7 @@ def ppl(results, run, budget):
 
 
 def verdicts(results, budgets) -> list[tuple[str, bool | None, str]]:
-    """Each target of the issue as (claim, held?, the figures behind it); ``None`` when a run is missing."""
+    """Each paper claim checked here as (claim, held?, the figures behind it); ``None`` when a run is missing."""
     out = []
     times = [results.get(f"qalora-{b}", {}).get("train_seconds") for b in BITS]
     qfa_time = results.get("qfa", {}).get("train_seconds")

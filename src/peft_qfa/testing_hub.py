@@ -2,7 +2,7 @@
 
 ``huggingface_hub`` has no offline write target, and the machines that run these tests cannot
 reach the real Hub. This stdlib HTTP server answers the few endpoints ``push_to_hub`` and
-``from_pretrained(repo_id)`` use (hf-integration-notes §4), enough for a real round-trip:
+``from_pretrained(repo_id)`` use, enough for a real round-trip:
 
 * ``POST /api/repos/create``, ``POST /api/validate-yaml``, ``GET /api/whoami-v2``;
 * ``POST /api/models/{repo}/preupload/{rev}`` (every file "regular": content comes inline, base64,
