@@ -54,7 +54,7 @@ from peft_qfa.search import (
     run_search,
 )
 from peft_qfa.testing import austen_texts, bigbench_task, smollm2_path
-from peft_qfa.train.cli import token_blocks
+from peft_qfa.train.recipe import token_blocks
 
 BITS = (2, 3, 4)
 # name -> (schedule, sampler options, adapter options)

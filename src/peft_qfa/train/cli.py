@@ -10,15 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from .recipe import (  # noqa: F401  (re-exported: the CLI's names before the recipe left it)
-    OPTIONS,
-    SUMMARY_FILE,
-    hold_back_search_blocks,
-    load_texts,
-    resolve_options,
-    token_blocks,
-    train_supernet,
-)
+from .recipe import OPTIONS, resolve_options, train_supernet
 
 HELP = "Train a QFA supernet: every 2/3/4-bit subnet of a model in one Trainer run."
 
