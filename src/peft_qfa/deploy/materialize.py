@@ -48,11 +48,7 @@ def _resolve_subnet(
     """``subnet`` as a :class:`Subnet` of the model's space (``space``, when the caller built it already)."""
     if subnet is None:
         return get_subnet(model)
-    space = search_space(model) if space is None else space
-    if isinstance(subnet, Subnet):
-        subnet.check_space(space)
-        return subnet
-    return space.subnet(subnet)
+    return (search_space(model) if space is None else space).subnet(subnet)
 
 
 def _packed_layers(model: nn.Module, subnet: Subnet, adapter_name: str | None) -> dict[str, QFAPackedLinear]:

@@ -114,7 +114,14 @@ class SearchSpace:
         return tuple(sorted({b for g in self.groups for b in g.bits}))
 
     # ------------------------------------------------------------------ subnets
-    def subnet(self, bits: Mapping[str, int]) -> Subnet:
+    def subnet(self, bits: Subnet | Mapping[str, int]) -> Subnet:
+        """``bits`` as a :class:`Subnet` of this space: the one place a ``Subnet | Mapping`` is coerced.
+
+        A ``Subnet`` is checked to belong to this space and returned as is; a ``{group: bits}``
+        mapping is validated (unknown groups fail with the real names)."""
+        if isinstance(bits, Subnet):
+            bits.check_space(self)
+            return bits
         return Subnet(self, bits)
 
     def uniform(self, bits: int) -> Subnet:
@@ -142,9 +149,7 @@ class SearchSpace:
         return Subnet(self, bits)
 
     def cost(self, subnet: Subnet | Mapping[str, int]) -> Cost:
-        sub = subnet if isinstance(subnet, Subnet) else Subnet(self, subnet)
-        sub.check_space(self)
-        return subnet_cost(self.layers, sub.layer_bits(), self.other_bytes)
+        return subnet_cost(self.layers, self.subnet(subnet).layer_bits(), self.other_bytes)
 
     def supernet_bytes(self) -> int:
         return supernet_bytes(self.layers, self.layer_bits_choices, self.other_bytes)

@@ -223,10 +223,7 @@ class FixedSampler(SubnetSampler):
             if subnet not in space.all_bits:
                 raise ValueError(f"FixedSampler: `subnet={subnet}` bits is not a candidate; choose from {space.all_bits}.")
             self.subnet = space.uniform(int(subnet))
-        elif isinstance(subnet, Subnet):
-            subnet.check_space(space)
-            self.subnet = subnet
-        elif isinstance(subnet, Mapping):
+        elif isinstance(subnet, Mapping):  # a Subnet is a Mapping too
             self.subnet = space.subnet(subnet)
         else:
             raise TypeError(
