@@ -61,6 +61,16 @@ def test_ignore_unexpected_keys_adds_to_the_models_list(model):
     assert LlamaForCausalLM._keys_to_ignore_on_load_unexpected != model._keys_to_ignore_on_load_unexpected
 
 
+def test_mark_quantized_attaches_the_registered_quantizer(model):
+    from peft_qfa import QFAHfQuantizer
+
+    config = QFAQuantizationConfig(method="rtn", layer_bits={"model.layers.0.mlp.up_proj": 4})
+    _compat.mark_quantized(model, config)
+    assert isinstance(model.hf_quantizer, QFAHfQuantizer) and model.hf_quantizer.pre_quantized
+    assert model.is_quantized and model.quantization_method == "qfa"
+    assert model.config.quantization_config is config
+
+
 def test_version_gates_name_the_missing_object(monkeypatch):
     class Bare:
         pass

@@ -6,6 +6,7 @@
 4. ``model.push_to_hub`` of a materialized model writes the QFA model card.
 5. The private attributes ``load_adapter`` leaves behind are cleared once the adapters are merged.
 6. ``model._keys_to_ignore_on_load_unexpected`` names the saved guard weights.
+7. A model materialized in place gets the quantizer attributes ``from_pretrained`` would set.
 
 Each comes with a version gate (``ImportError`` naming the supported versions when the touched
 object is missing), a test (``tests/test_compat.py``, ``tests/tuner/test_tuner_peft_type.py``) and the
@@ -21,6 +22,7 @@ from .transformers import (
     bind_push_to_hub,
     forget_adapter_loading,
     ignore_unexpected_keys,
+    mark_quantized,
 )
 
 __all__ = [
@@ -33,5 +35,6 @@ __all__ = [
     "extend_peft_type",
     "forget_adapter_loading",
     "ignore_unexpected_keys",
+    "mark_quantized",
     "register_tuner",
 ]

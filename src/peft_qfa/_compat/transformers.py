@@ -1,4 +1,4 @@
-"""Upstream patches 2-6 of 6: the places peft-qfa changes transformers objects it does not own.
+"""Upstream patches 2-7 of 7: the places peft-qfa changes transformers objects it does not own.
 
 Each function is the only place its patch is made, checks first that the installed transformers
 still has what it touches (``ImportError`` naming the supported range otherwise: the version
@@ -14,6 +14,7 @@ from typing import Any
 
 import transformers
 import transformers.quantizers.auto as transformers_quantizers_auto
+from transformers.quantizers.auto import AutoHfQuantizer
 
 SUPPORTED_TRANSFORMERS = "transformers>=5.17,<6 (tested with 5.23 and 5.24)"
 
@@ -99,6 +100,21 @@ def forget_adapter_loading(model: Any) -> None:
         model._weight_conversions = None
 
 
+def mark_quantized(model: Any, quantization_config: Any) -> None:
+    """Give a model quantized in place the attributes ``from_pretrained`` sets on a quantized model:
+    ``config.quantization_config``, ``hf_quantizer`` (from transformers' registry, by the config's
+    ``quant_method``), ``is_quantized`` and ``quantization_method``; ``save_pretrained`` reads them.
+
+    Upstream hook that would make this unnecessary: a public way to attach a quantizer to a model
+    after loading (transformers sets these only inside ``from_pretrained``).
+    """
+    _require(callable(getattr(AutoHfQuantizer, "from_config", None)), "AutoHfQuantizer.from_config")
+    model.config.quantization_config = quantization_config
+    model.hf_quantizer = AutoHfQuantizer.from_config(quantization_config, pre_quantized=True)
+    model.is_quantized = True
+    model.quantization_method = quantization_config.quant_method
+
+
 def ignore_unexpected_keys(model: Any, patterns: Iterable[str]) -> None:
     """Tell transformers' loader not to report checkpoint keys matching ``patterns`` as unexpected.
 
@@ -117,4 +133,5 @@ __all__ = [
     "bind_push_to_hub",
     "forget_adapter_loading",
     "ignore_unexpected_keys",
+    "mark_quantized",
 ]

@@ -16,9 +16,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers.quantizers.auto import AutoHfQuantizer
 
-from .._compat import forget_adapter_loading
+from .._compat import forget_adapter_loading, mark_quantized
 from ..supernet.config import QFAQuantizationConfig, qfa_config, unwrap_model
 from ..supernet.layer import BitSelectableLayer, find_bit_layers
 from ..supernet.packed_layer import QFAPackedLinear
@@ -70,11 +69,7 @@ def finish_deployed(model: nn.Module, config: QFAQuantizationConfig) -> None:
     if left:
         raise RuntimeError(f"materialize: supernet layers were left behind, e.g. {left[:3]}.")
     forget_adapter_loading(model)
-    model.config.quantization_config = config
-    # the "qfa" quantizer comes from transformers' registry (peft_qfa.integrations registers it)
-    model.hf_quantizer = AutoHfQuantizer.from_config(config, pre_quantized=True)
-    model.is_quantized = True
-    model.quantization_method = config.quant_method
+    mark_quantized(model, config)  # the "qfa" quantizer comes from transformers' registry (peft_qfa.integrations)
     model.requires_grad_(False)
     model.eval()
     attach_qfa_push_to_hub(model)
