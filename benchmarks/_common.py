@@ -36,7 +36,7 @@ import sys, torch, peft_qfa
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from peft_qfa.testing import austen_texts, smollm2_path
-from peft_qfa.train.cli import token_blocks
+from peft_qfa.train.recipe import token_blocks
 
 method, group_size, samples, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 calibration = None

@@ -32,6 +32,7 @@ from _common import cached_supernet
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import peft_qfa
+from peft_qfa.ops import refresh_switches
 from peft_qfa.supernet.layer import find_bit_layers
 from peft_qfa.testing import austen_texts, perplexity, smollm2_path
 
@@ -113,13 +114,15 @@ def main() -> None:
     rows = []
     for name, build, switch in configs:
         if switch is not None:
-            os.environ["QFA_CPU_INT4"] = switch  # read when a layer first builds its repacked copy
+            os.environ["QFA_CPU_INT4"] = switch
+            refresh_switches()  # the backend dispatcher reads the environment once
         model = build()
         speed, tokens = tokens_per_second(model, prompt, args.new_tokens, args.repeats)
         ppl = perplexity(model, eval_ids, seq_len=512)
         rows.append((name, speed, ppl, weight_bytes(model) / 1e6, tokens))
         print(f"{name}: {speed:.2f} tokens/s, ppl {ppl:.2f}", flush=True)
         os.environ.pop("QFA_CPU_INT4", None)
+        refresh_switches()
 
     baseline = rows[0][1]
     print(

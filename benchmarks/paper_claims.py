@@ -54,7 +54,7 @@ from peft_qfa.search import (
     run_search,
 )
 from peft_qfa.testing import austen_texts, bigbench_task, smollm2_path
-from peft_qfa.train.cli import token_blocks
+from peft_qfa.train.recipe import token_blocks
 
 BITS = (2, 3, 4)
 # name -> (schedule, sampler options, adapter options)
@@ -157,7 +157,7 @@ def ppl(results, run, budget):
 
 
 def verdicts(results, budgets) -> list[tuple[str, bool | None, str]]:
-    """Each target of the issue as (claim, held?, the figures behind it); ``None`` when a run is missing."""
+    """Each paper claim checked here as (claim, held?, the figures behind it); ``None`` when a run is missing."""
     out = []
     times = [results.get(f"qalora-{b}", {}).get("train_seconds") for b in BITS]
     qfa_time = results.get("qfa", {}).get("train_seconds")

@@ -38,6 +38,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import peft_qfa
+from peft_qfa.checkpoint import SEARCH_DATA_NAME
 from peft_qfa.search import (
     Budget,
     LossEvaluator,
@@ -47,7 +48,6 @@ from peft_qfa.search import (
     plot_pareto,
     run_search,
 )
-from peft_qfa.search.saved_data import SEARCH_DATA_NAME
 from peft_qfa.testing import austen_texts, smollm2_path
 
 

@@ -36,7 +36,7 @@ from transformers import (
 import peft_qfa
 from peft_qfa import QFAConfig, QFAQuantizationConfig, QFASamplerCallback
 from peft_qfa.testing import austen_texts, perplexity, smollm2_path
-from peft_qfa.train.cli import token_blocks
+from peft_qfa.train.recipe import token_blocks
 
 EVAL_BITS = (2, 3, 4)
 

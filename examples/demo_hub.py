@@ -2,7 +2,7 @@
 
 ``examples/demo.py`` runs this file in a child process, because ``huggingface_hub`` fixes its
 endpoint (``HF_ENDPOINT``) and offline mode when it is first imported, and the demo imported it
-long before it started its :class:`peft_qfa.testing_hub.LoopbackHub`. The child is an ordinary Hub
+long before it started its ``LoopbackHub`` (``tests/deploy/loopback_hub.py``). The child is an ordinary Hub
 client: ``model.push_to_hub`` (with the QFA model card and Pareto plot), ``tokenizer.push_to_hub``,
 then a fresh ``AutoModelForCausalLM.from_pretrained(repo_id)``. Usage:
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from peft_qfa import versions
+from peft_qfa._compat import versions
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,23 +6,19 @@ PEFT tuner type; load and save supernets only after importing it.
 
 __version__ = "0.1.0"
 
-from .versions import check_dependencies
-
-check_dependencies()  # before anything below imports transformers or peft
-
-# --- search and deploy: budgets, subnet search, materialization, the Hub (issue 6) ---
-from .deploy import HubPushError, QFAPackedLinear, from_pretrained, materialize, push_to_hub, save_supernet
+# Sorted by module (ruff's isort); each group is named in __all__ below. `_compat` comes first: importing
+# it refuses an out-of-range torch, transformers or peft before the modules below import them.
+from ._compat import versions  # noqa: F401
+from .checkpoint import save_supernet
+from .deploy import HubPushError, from_pretrained, materialize, push_to_hub
+from .integrations import QFAHfQuantizer  # importing registers the "qfa" transformers quantizer
 from .search import SearchResult, plot_pareto, search_subnet
-
-# --- supernet (issue 3): layers, spaces, subnets and the "qfa" transformers quantization method;
-# importing registers it ---
+from .supernet.budget import Budget
 from .supernet.config import QFAQuantizationConfig
 from .supernet.layer import QFALinear
-from .supernet.quantizer import QFAHfQuantizer
+from .supernet.packed_layer import QFAPackedLinear
 from .supernet.space import SearchSpace, Subnet
 from .supernet.subnet import get_subnet, search_space, set_subnet, use_subnet
-
-# --- train: subnet samplers and the Trainer callback (issue 5) ---
 from .train import (
     FixedSampler,
     QFASamplerCallback,
@@ -32,23 +28,34 @@ from .train import (
     UniformSampler,
     build_sampler,
     register_sampler,
+    train_supernet,
+)
+from .tuner import (  # registers PeftType.QFA
+    QFAConfig,
+    QFAModel,
+    merge_into_quantized,
+    merged_quantized_weights,
 )
 
-# --- tuner: the "qfa" PEFT method, per-bit-width adapters (issue 4); importing registers it ---
-from .tuner import QFAConfig, QFAModel, merge_into_quantized, merged_quantized_weights
-
 __all__ = [
-    # search and deploy (issue 6)
-    "HubPushError",
+    # supernet
+    "Budget",
+    "QFALinear",
     "QFAPackedLinear",
-    "SearchResult",
-    "from_pretrained",
-    "materialize",
-    "plot_pareto",
-    "push_to_hub",
+    "QFAQuantizationConfig",
+    "SearchSpace",
+    "Subnet",
+    "get_subnet",
     "save_supernet",
-    "search_subnet",
-    # train (issue 5)
+    "search_space",
+    "set_subnet",
+    "use_subnet",
+    # tuner
+    "QFAConfig",
+    "QFAModel",
+    "merge_into_quantized",
+    "merged_quantized_weights",
+    # train
     "FixedSampler",
     "QFASamplerCallback",
     "ResourceBalancedSampler",
@@ -57,19 +64,16 @@ __all__ = [
     "UniformSampler",
     "build_sampler",
     "register_sampler",
-    # tuner (issue 4)
-    "QFAConfig",
-    "QFAModel",
-    "merge_into_quantized",
-    "merged_quantized_weights",
-    # supernet (issue 3)
+    "train_supernet",
+    # search
+    "SearchResult",
+    "plot_pareto",
+    "search_subnet",
+    # deploy
+    "HubPushError",
+    "from_pretrained",
+    "materialize",
+    "push_to_hub",
+    # transformers integration
     "QFAHfQuantizer",
-    "QFAQuantizationConfig",
-    "QFALinear",
-    "SearchSpace",
-    "Subnet",
-    "get_subnet",
-    "search_space",
-    "set_subnet",
-    "use_subnet",
 ]

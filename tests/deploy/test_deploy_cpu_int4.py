@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import peft_qfa
-from peft_qfa import QFAPackedLinear
+from peft_qfa import QFAPackedLinear, ops
 from peft_qfa.ops import quantized_linear
 from peft_qfa.quant import QuantizedWeight
 from peft_qfa.quant.cpu_int4 import Int4CpuWeight, cpu_int4_available
@@ -63,11 +63,12 @@ def test_packed_layer_uses_the_kernel_for_bf16_only():
     x32 = torch.randn(3, qweight.in_features)
     # float32: the exact shared path, no repacked copy
     assert torch.equal(layer(x32), quantized_linear(x32, layer.quantized(), layer.bias))
-    assert getattr(layer, "_int4_cache", None) is None
+    assert getattr(layer, "_int4_cache", None) is None and ops.selected_backend(layer, x32) == "torch"
     # bfloat16: the kernel, its copy cached and reused
     bf16 = layer.to(torch.bfloat16)
     x = x32.to(torch.bfloat16)
     got = bf16(x)
+    assert ops.selected_backend(bf16, x) == "cpu-int4"
     assert torch.equal(got, Int4CpuWeight.from_quantized(bf16.quantized()).linear(x, bf16.bias))
     cached = bf16._int4_cache[1]
     bf16(x)
@@ -88,9 +89,15 @@ def test_the_copy_follows_new_weights_and_the_switch_turns_it_off(monkeypatch):
     assert not torch.equal(before, after)
     assert torch.equal(after, Int4CpuWeight.from_quantized(other).linear(x))
     monkeypatch.setenv("QFA_CPU_INT4", "0")
-    fresh = QFAPackedLinear.from_quantized(other.to(dtype=torch.float32)).to(torch.bfloat16)
-    assert torch.equal(fresh(x), quantized_linear(x, fresh.quantized(), None))
-    assert fresh._int4_cache[1] is None
+    ops.refresh_switches()  # the dispatcher reads the environment once
+    try:
+        fresh = QFAPackedLinear.from_quantized(other.to(dtype=torch.float32)).to(torch.bfloat16)
+        assert ops.selected_backend(fresh, x) == "torch"
+        assert torch.equal(fresh(x), quantized_linear(x, fresh.quantized(), None))
+        assert getattr(fresh, "_int4_cache", None) is None
+    finally:
+        monkeypatch.delenv("QFA_CPU_INT4")
+        ops.refresh_switches()
 
 
 def test_a_bf16_materialized_model_matches_its_fp32_self(supernet_dirs, probe_ids):

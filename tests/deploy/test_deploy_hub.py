@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import peft_qfa
-from peft_qfa.testing_hub import LoopbackHub
 
 from .deploy_helpers import with_adapters
+from .loopback_hub import LoopbackHub
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ from transformers import AutoModelForCausalLM
 import peft_qfa
 from peft_qfa import QFAPackedLinear, QFAQuantizationConfig
 from peft_qfa.search import Budget
+from peft_qfa.supernet import budget as budget_module
 from peft_qfa.supernet.layer import find_bit_layers
+from peft_qfa.supernet.space import SearchSpace
 
 from .deploy_helpers import logits, relative_error, with_adapters
 
@@ -32,6 +34,35 @@ def test_short_form_searches_merges_and_packs(adapter_folder, supernet_dirs, sea
     selection = model.config.quantization_config.selection
     assert selection["budget"] == "3 bits" and selection["metric"] == "loss"
     assert selection["score"] == pytest.approx(result.score)
+
+
+@pytest.mark.parametrize("form", ["short", "transformers"])
+def test_the_budget_is_parsed_once_and_the_space_built_once(adapter_folder, search_ids, monkeypatch, form):
+    """Along ``from_pretrained(..., budget=...)`` the budget is parsed once where it enters, checked once
+    against a space built once; the typed Budget and that SearchSpace are passed down."""
+    parsed, spaces, checks = [], [], []
+    parse, from_model, check = Budget.parse.__func__, SearchSpace.from_model.__func__, budget_module.check_feasible
+
+    def counting_parse(cls, budget):
+        parsed.append(budget)
+        return parse(cls, budget)
+
+    def counting_from_model(cls, model, granularity=None):
+        spaces.append(type(model).__name__)
+        return from_model(cls, model, granularity)
+
+    monkeypatch.setattr(Budget, "parse", classmethod(counting_parse))
+    monkeypatch.setattr(SearchSpace, "from_model", classmethod(counting_from_model))
+    for module in ("peft_qfa.deploy.loading", "peft_qfa.supernet.budget"):
+        monkeypatch.setattr(f"{module}.check_feasible", lambda *a: (checks.append(a), check(*a))[1])
+    if form == "short":
+        model = peft_qfa.from_pretrained(adapter_folder, budget="3.0bits", eval_data=search_ids, search_options=FAST)
+    else:
+        config = QFAQuantizationConfig(budget="3.0bits", search_data=search_ids, search_options=FAST)
+        model = AutoModelForCausalLM.from_pretrained(adapter_folder, quantization_config=config)
+    assert all(type(layer) is QFAPackedLinear for layer in find_bit_layers(model).values())
+    assert parsed == ["3.0bits"]
+    assert len(spaces) == 1 and len(checks) == 1
 
 
 def test_transformers_form_with_a_byte_budget(adapter_folder, search_ids, tmp_path):

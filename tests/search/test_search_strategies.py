@@ -22,8 +22,8 @@ from peft_qfa.search import (
     plot_pareto,
     run_search,
 )
-from peft_qfa.search.budget import feasible_range
 from peft_qfa.search.strategies import knapsack
+from peft_qfa.supernet.budget import feasible_range
 
 from .search_helpers import ShapeOnlySupernet, additive_score
 

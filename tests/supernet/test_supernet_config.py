@@ -13,7 +13,7 @@ from transformers.quantizers.auto import (
     AutoHfQuantizer,
 )
 
-from peft_qfa import QFAHfQuantizer, QFAQuantizationConfig
+from peft_qfa import Budget, QFAHfQuantizer, QFAQuantizationConfig
 from peft_qfa.supernet.config import CONFIG_VERSION, parse_budget
 
 TEXTS = ["some calibration text", "more text"]
@@ -66,7 +66,8 @@ def test_defaults_and_normalisation():
         ({"act_order": "yes"}, TypeError, "`act_order` must be a bool"),
         ({"budget": "3 potatoes"}, ValueError, "cannot read `budget='3 potatoes'`"),
         ({"budget": -1}, ValueError, "must be a positive number of bits"),
-        ({"budget": {"model.layers.0": "2"}}, TypeError, "a subnet budget maps group names to int bits"),
+        ({"subnet": {"model.layers.0": "2"}}, TypeError, "a subnet maps group names to int bits"),
+        ({"budget": 3.0, "subnet": {"model.layers.0": 2}}, ValueError, "either `budget=` .* or `subnet=`"),
         ({"version": CONFIG_VERSION + 1}, ValueError, "newer than this peft-qfa understands"),
         ({"quant_method": "gptq"}, ValueError, "only describes 'qfa'"),
         ({"bitz": 4}, TypeError, r"unknown argument\(s\) \['bitz'\]"),
@@ -80,7 +81,9 @@ def test_bad_settings_are_clear_errors(kwargs, error, message):
 def test_gptq_needs_calibration_unless_loading_a_saved_supernet():
     with pytest.raises(ValueError, match="method='gptq' needs calibration data: pass `calibration=`"):
         QFAQuantizationConfig()
-    assert QFAQuantizationConfig(budget="3.0bits").budget == "3.0bits"  # load-time config of a saved supernet
+    # load-time configs of a saved supernet; the budget is parsed once, here
+    assert QFAQuantizationConfig(budget="3.0bits").budget == Budget("bits", 3.0)
+    assert QFAQuantizationConfig(subnet={"model.layers.0": 2}).subnet == {"model.layers.0": 2}
     assert (
         QFAQuantizationConfig.from_dict({"quant_method": "qfa", "calibration_tokens": 65536}).method == "gptq"
     )
@@ -116,7 +119,7 @@ def test_round_trip_through_dict_and_budget_only_when_set():
         budget="2.5GB",
     )
     data = json.loads(config.to_json_string())
-    assert data["budget"] == "2.5GB" and data["quant_method"] == "qfa" and data["version"] == CONFIG_VERSION
+    assert data["budget"] == "2500000000.0B" and data["quant_method"] == "qfa" and data["version"] == CONFIG_VERSION
     again = QFAQuantizationConfig.from_dict(data)
     assert again.to_dict() == config.to_dict()
     assert again.bits == (3, 4)
@@ -132,11 +135,22 @@ def test_deepcopy_shares_the_calibration_data():
     assert config.target_modules == "all-linear"
 
 
-def test_parse_budget_forms():
-    assert parse_budget(3) == ("bits", 3.0)
-    assert parse_budget("2.5 bits") == ("bits", 2.5)
-    assert parse_budget("2.5GB") == ("bytes", 2.5e9)
-    assert parse_budget("500MiB") == ("bytes", 500 * 2**20)
-    assert parse_budget({"model.layers.0": 2}) == ("subnet", {"model.layers.0": 2})
+def test_budget_forms():
+    assert Budget.parse(3) == Budget("bits", 3.0)
+    assert Budget.parse("2.5 bits") == Budget("bits", 2.5)
+    assert Budget.parse("2.5GB") == Budget("bytes", 2.5e9)
+    assert Budget.parse("500MiB") == Budget("bytes", 500 * 2**20)
+    for budget in (Budget("bits", 2.75), Budget("bytes", 12345.0)):
+        assert Budget.parse(budget.to_json()) == budget
     with pytest.raises(TypeError):
-        parse_budget(True)
+        Budget.parse(True)
+    with pytest.raises(TypeError, match="is a subnet, not a budget"):
+        Budget.parse({"model.layers.0": 2})
+
+
+def test_deprecated_budget_forms_still_work():
+    with pytest.warns(FutureWarning, match="Budget.parse"):
+        assert parse_budget({"model.layers.0": 2}) == ("subnet", {"model.layers.0": 2})
+    with pytest.warns(FutureWarning, match=r"QFAQuantizationConfig\(subnet="):
+        config = QFAQuantizationConfig(budget={"model.layers.0": 2})
+    assert config.budget is None and config.subnet == {"model.layers.0": 2}

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 import peft_qfa
-import peft_qfa.supernet.quantizer as quantizer_module
+import peft_qfa.integrations.quantizer as quantizer_module
 from peft_qfa import QFALinear, QFAQuantizationConfig
 
 
@@ -103,7 +103,7 @@ def test_explicit_subnet_budget_is_activated_on_load(saved, probe_ids):
     groups = peft_qfa.search_space(plain).group_names
     with pytest.warns(UserWarning, match="loading attributes"):
         model = AutoModelForCausalLM.from_pretrained(
-            saved["llama"], quantization_config=QFAQuantizationConfig(budget={groups[0]: 2, groups[1]: 3})
+            saved["llama"], quantization_config=QFAQuantizationConfig(subnet={groups[0]: 2, groups[1]: 3})
         )
     assert dict(peft_qfa.get_subnet(model)) == {groups[0]: 2, groups[1]: 3}
     peft_qfa.set_subnet(plain, {groups[0]: 2, groups[1]: 3})
@@ -116,7 +116,7 @@ def test_budget_naming_unknown_layers_is_a_clear_error(saved):
     ):
         AutoModelForCausalLM.from_pretrained(
             saved["llama"],
-            quantization_config=QFAQuantizationConfig(budget={"model.layers.0": 2, "model.layers.9": 2}),
+            quantization_config=QFAQuantizationConfig(subnet={"model.layers.0": 2, "model.layers.9": 2}),
         )
     model = AutoModelForCausalLM.from_pretrained(saved["llama"])
     with pytest.raises(ValueError, match=r"not in the model, e.g. \['model.layers.7'\]"):
@@ -133,12 +133,12 @@ def test_budget_below_the_smallest_subnet_is_refused(saved):
 def test_budget_reaches_quantizer_of_saved_supernet(saved, monkeypatch):
     """The one transformers workaround: load-time options of a saved checkpoint reach the quantizer."""
     assert QFAQuantizationConfig in quantizers_auto.LOADING_ATTRIBUTES_CONFIG_TYPES
-    budget = {"model.layers.0": 3, "model.layers.1": 2}
+    subnet = {"model.layers.0": 3, "model.layers.1": 2}
     model = AutoModelForCausalLM.from_pretrained(
-        saved["llama"], quantization_config=QFAQuantizationConfig(budget=budget)
+        saved["llama"], quantization_config=QFAQuantizationConfig(subnet=subnet)
     )
-    assert model.hf_quantizer.quantization_config.budget == budget
-    assert dict(peft_qfa.get_subnet(model)) == budget
+    assert model.hf_quantizer.quantization_config.subnet == subnet
+    assert dict(peft_qfa.get_subnet(model)) == subnet
     assert "budget" not in json.load(open(os.path.join(saved["llama"], "config.json")))["quantization_config"]
 
     # Without the registration transformers drops the user's budget and keeps the saved config's.
@@ -147,9 +147,9 @@ def test_budget_reaches_quantizer_of_saved_supernet(saved, monkeypatch):
     )
     monkeypatch.setattr(quantizers_auto, "LOADING_ATTRIBUTES_CONFIG_TYPES", without)
     model = AutoModelForCausalLM.from_pretrained(
-        saved["llama"], quantization_config=QFAQuantizationConfig(budget=budget)
+        saved["llama"], quantization_config=QFAQuantizationConfig(subnet=subnet)
     )
-    assert model.hf_quantizer.quantization_config.budget is None
+    assert model.hf_quantizer.quantization_config.subnet is None
     assert set(peft_qfa.get_subnet(model).values()) == {4}
 
 

@@ -12,10 +12,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import peft_qfa
 from peft_qfa import QFAQuantizationConfig
+from peft_qfa.checkpoint import SEARCH_DATA_NAME
 from peft_qfa.cli import COMMANDS, build_parser, main
-from peft_qfa.search.saved_data import SEARCH_DATA_NAME
 from peft_qfa.supernet.layer import find_bit_layers
-from peft_qfa.train.cli import (
+from peft_qfa.train.recipe import (
     SUMMARY_FILE,
     hold_back_search_blocks,
     load_texts,

@@ -6,8 +6,7 @@ import pytest
 from peft import PeftConfig
 
 from peft_qfa import QFAConfig
-from peft_qfa.tuner.config import FORMAT_VERSION
-from peft_qfa.tuner.peft_type import QFA_PEFT_TYPE
+from peft_qfa.tuner.config import FORMAT_VERSION, QFA_PEFT_TYPE
 
 
 def test_defaults_and_normalisation():

@@ -10,11 +10,12 @@ import pytest
 from peft.utils import PeftType
 
 from peft_qfa import QFAConfig, QFAModel
-from peft_qfa.tuner import peft_type as qfa_peft_type
+from peft_qfa._compat import peft_type as qfa_peft_type
+from peft_qfa.tuner import QFA_NAME, QFA_PEFT_TYPE, QFA_PREFIX
 
 
 def test_qfa_is_a_full_member_of_peft_type():
-    member = qfa_peft_type.QFA_PEFT_TYPE
+    member = QFA_PEFT_TYPE
     assert member is PeftType.QFA is PeftType("QFA") is PeftType["QFA"]
     assert "QFA" in list(PeftType) and member == "QFA" and member.value == "QFA"
     assert {"QFA": 1}[member] == 1  # hashes like the plain string (the mappings are keyed by it)
@@ -26,7 +27,7 @@ def test_registered_with_peft():
     assert peft.mapping.PEFT_TYPE_TO_CONFIG_MAPPING["QFA"] is QFAConfig
     assert peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING["QFA"] is QFAModel
     assert peft.mapping.PEFT_TYPE_TO_PREFIX_MAPPING["QFA"] == "qfa_" == QFAModel.prefix
-    qfa_peft_type.register_qfa_tuner(QFAConfig, QFAModel)  # a second registration is a no-op
+    assert qfa_peft_type.register_tuner(QFA_NAME, QFAConfig, QFAModel, QFA_PREFIX) is QFA_PEFT_TYPE  # no-op
 
 
 def test_installed_peft_has_every_internal_we_use():
@@ -52,6 +53,6 @@ def test_moved_internals_are_named():
 def test_incompatible_peft_raises_import_error_with_supported_versions(monkeypatch):
     monkeypatch.delattr(peft.utils, "register_peft_method")
     with pytest.raises(
-        ImportError, match=r"lacks peft\.utils\.register_peft_method\. The QFA tuner supports peft>=0\.18"
+        ImportError, match=r"lacks peft\.utils\.register_peft_method\. The QFA tuner supports peft>=0\.19\.1"
     ):
         qfa_peft_type.check_peft_compatibility()

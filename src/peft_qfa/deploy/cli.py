@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..checkpoint import SEARCH_DATA_NAME, has_saved_search_data
 from ..search.cli import add_search_arguments, budget_value, read_data, search_options
-from ..search.saved_data import SEARCH_DATA_NAME, has_saved_search_data
 
 HELP = "Materialize one subnet of a saved supernet (search for a budget, merge adapters, pack) into a folder."
 

@@ -1,24 +1,20 @@
 """Loading with a budget: ``from_pretrained(supernet, quantization_config=QFAQuantizationConfig(budget=...))``.
 
-The ``"qfa"`` quantizer calls in here for two kinds of saved checkpoint:
-
-* a **materialized subnet** (its config carries ``layer_bits``): the targets become empty
-  :class:`QFAPackedLinear` layers of their own bit-width before the weights are read
-  (:func:`replace_with_packed_linear`);
-* a **supernet loaded with a bit or byte budget**: once the supernet *and its adapters* are
-  loaded, the subnet is searched and materialized in place (:func:`apply_search_budget`).
+The ``"qfa"`` quantizer (:mod:`peft_qfa.integrations.quantizer`) calls in here for a **supernet
+loaded with a bit or byte budget**: once the supernet *and its adapters* are loaded, the subnet is
+searched and materialized in place (:func:`apply_search_budget`).
 
 Where the adapters come from: a supernet folder holds the supernet (``config.json``,
 ``model.safetensors``) and its QFA adapters (``adapter_config.json``,
 ``adapter_model.safetensors``) side by side, which is what ``save_pretrained`` of the supernet and
 of its ``PeftModel`` into one folder gives. transformers itself loads such adapters with
 ``model.load_adapter`` *after* the quantizer's last hook, so the search is deferred until that call
-has returned (a one-shot wrapper around the model's ``load_adapter``); the adapters are merged
+has returned (:func:`peft_qfa._compat.after_next_load_adapter`); the adapters are merged
 and gone before ``from_pretrained`` returns.
 
 Where the search's data come from: ``QFAQuantizationConfig(search_data=...)`` (texts, token ids,
 a BIG-bench-style task or a callable), else the token ids saved beside the supernet
-(:mod:`peft_qfa.search.saved_data`), plus ``search_options`` (strategy and evaluator settings,
+(:mod:`peft_qfa.checkpoint.search_data`), plus ``search_options`` (strategy and evaluator settings,
 ``require_adapters``, ``adapter_name``). Both are load-time inputs and are never written to
 ``config.json``; :func:`from_pretrained` is the short form that fills them.
 """
@@ -27,109 +23,60 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
-from ..search.api import search_subnet
-from ..search.budget import Budget, check_feasible
-from ..search.saved_data import SEARCH_DATA_NAME, find_search_data
+from .._compat import after_next_load_adapter
+from ..checkpoint import (
+    ADAPTER_CONFIG_NAME,
+    SEARCH_DATA_NAME,
+    find_search_data,
+    has_adapter_files,
+    has_qfa_adapters,
+)
+from ..search.api import search_in_space
+from ..supernet.budget import Budget, check_feasible
 from ..supernet.config import QFAQuantizationConfig
-from ..supernet.integration import find_qfa_targets
 from ..supernet.layer import find_bit_layers
+from ..supernet.packed_layer import QFAPackedLinear
+from ..supernet.space import SearchSpace
 from ..supernet.subnet import search_space
 from .materialize import materialize_in_place
-from .packed_layer import QFAPackedLinear
-
-ADAPTER_CONFIG_NAME = "adapter_config.json"
 
 
-def replace_with_packed_linear(
-    model: nn.Module,
-    config: QFAQuantizationConfig,
-    dtype: torch.dtype | None = None,
-    keep_in_fp32_modules: Iterable[str] | None = None,
-) -> list[str]:
-    """Swap every target linear for an empty ``QFAPackedLinear`` of its ``layer_bits`` (meta device)."""
-    targets = find_qfa_targets(model, config, keep_in_fp32_modules)
-    missing = sorted(set(targets) - set(config.layer_bits))
-    unknown = sorted(set(config.layer_bits) - set(targets))
-    if missing or unknown:
-        raise ValueError(
-            f"This materialized QFA checkpoint does not fit {type(model).__name__}: `layer_bits` lacks "
-            f"{missing[:3]} and names unknown layers {unknown[:3]}. Was config.json edited by hand?"
-        )
-    for name, linear in targets.items():
-        model.set_submodule(
-            name,
-            QFAPackedLinear(
-                linear.in_features,
-                linear.out_features,
-                config.layer_bits[name],
-                config.group_size,
-                bias=linear.bias is not None,
-                dtype=dtype if isinstance(dtype, torch.dtype) else linear.weight.dtype,
-                device="meta",
-            ),
-        )
-    return list(targets)
-
-
-def checkpoint_folder(checkpoint_files: Sequence[str] | None) -> str | None:
-    """The local folder (a Hub snapshot for a repo id) the checkpoint was read from."""
-    return os.path.dirname(checkpoint_files[0]) if checkpoint_files else None
-
-
-def _has_qfa_adapters(model: nn.Module) -> bool:
-    from ..tuner import QFAAdapterLayer
-
-    return any(isinstance(m, QFAAdapterLayer) for m in model.modules())
-
-
-def _search_and_materialize(model: nn.Module, config: QFAQuantizationConfig, search_data: Any) -> None:
+def _search_and_materialize(
+    model: nn.Module, config: QFAQuantizationConfig, space: SearchSpace, search_data: Any
+) -> None:
     options = dict(config.search_options or {})
     options.pop("require_adapters", None)
     adapter_name = options.pop("adapter_name", None)
-    budget = Budget.parse(config.budget)
-    result = search_subnet(model, budget, search_data, tokenizer=config.tokenizer, **options)
+    result = search_in_space(model, space, [config.budget], search_data, tokenizer=config.tokenizer, **options)
     source = getattr(model, "name_or_path", None)
     materialize_in_place(
-        model, result.subnet, adapter_name=adapter_name, selection=result.selection(budget, source=source)
+        model, result.subnet, adapter_name=adapter_name, selection=result.selection(source=source), space=space
     )
     model.qfa_search_result = result
 
 
-def _after_next_load_adapter(model: nn.Module, action) -> None:
-    """Run ``action()`` right after the next ``model.load_adapter(...)`` call (transformers makes it
-    when the checkpoint folder holds ``adapter_config.json``), then restore the method."""
-    original = model.load_adapter
-
-    def load_adapter_then_search(*args, **kwargs):
-        del model.load_adapter  # back to the class's method, whatever happens next
-        info = original(*args, **kwargs)
-        action()
-        return info
-
-    model.load_adapter = load_adapter_then_search
-
-
 def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpoint_dir: str | None) -> None:
-    """Search and materialize the subnet for a bit or byte ``config.budget`` of a freshly loaded supernet.
+    """Search and materialize the subnet for the bit or byte ``config.budget`` of a freshly loaded supernet.
 
-    Fails fast, before any adapter is read, on a budget outside the supernet's range, on missing
-    search data, and on a folder without adapters (unless ``search_options["require_adapters"]``
-    is False, which searches the bare supernet).
+    ``config.budget`` is the :class:`Budget` the config parsed; the space is built here, once, and
+    passed down to the search and the materialization. Fails fast, before any adapter is read, on a
+    budget outside the supernet's range, on missing search data, and on a folder without adapters
+    (unless ``search_options["require_adapters"]`` is False, which searches the bare supernet).
     """
-    budget = Budget.parse(config.budget)
-    check_feasible(search_space(model), budget)
+    budget: Budget = config.budget
+    space = search_space(model)
+    check_feasible(space, budget)
     search_data = config.search_data
     if search_data is None:  # the user's config is left as given: it may load another supernet next
         search_data = find_search_data(model, checkpoint_dir)  # saved beside the supernet, if any
     if search_data is None:
         raise ValueError(
-            f"QFAQuantizationConfig(budget={config.budget!r}) searches a subnet, which needs data to score subnets "
+            f"QFAQuantizationConfig(budget={str(budget)!r}) searches a subnet, which needs data to score subnets "
             "on: pass `search_data=` (texts or token ids for held-out loss, a BIG-bench-style task, or a callable "
             "f(model) -> float with search_options={'higher_is_better': ...}), or use "
             "`peft_qfa.from_pretrained(path, budget=..., eval_data=...)`. (A supernet saved with "
@@ -137,10 +84,10 @@ def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpo
             "this one has none.)"
         )
     require_adapters = (config.search_options or {}).get("require_adapters", True)
-    if _has_qfa_adapters(model):
-        _search_and_materialize(model, config, search_data)
-    elif checkpoint_dir is not None and os.path.isfile(os.path.join(checkpoint_dir, ADAPTER_CONFIG_NAME)):
-        _after_next_load_adapter(model, lambda: _search_and_materialize(model, config, search_data))
+    if has_qfa_adapters(model):
+        _search_and_materialize(model, config, space, search_data)
+    elif has_adapter_files(checkpoint_dir):
+        after_next_load_adapter(model, lambda: _search_and_materialize(model, config, space, search_data))
     elif require_adapters:
         raise ValueError(
             f"The supernet folder `{checkpoint_dir or getattr(model, 'name_or_path', '?')}` holds no QFA adapters "
@@ -149,7 +96,7 @@ def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpo
             "the supernet), or pass search_options={'require_adapters': False} to search the bare supernet."
         )
     else:
-        _search_and_materialize(model, config, search_data)
+        _search_and_materialize(model, config, space, search_data)
 
 
 def from_pretrained(
@@ -169,7 +116,8 @@ def from_pretrained(
 
     Args:
         path: the supernet folder (supernet + adapters) or Hub repo id.
-        budget: average bits (``3.0``, ``"3.0bits"``) or bytes of the result (``"2.5GB"``).
+        budget: average bits (``3.0``, ``"3.0bits"``), bytes of the result (``"2.5GB"``) or a
+            :class:`~peft_qfa.Budget`.
         eval_data: what subnets are scored on (see :func:`peft_qfa.search_subnet`).
         tokenizer (*optional*): for texts or tasks; defaults to the one saved in ``path``.
         strategy (`str`, *optional*): ``"sensitivity-knapsack"`` (default) or ``"two-stage"``.
@@ -189,12 +137,13 @@ def from_pretrained(
             "`peft_qfa.search_subnet` then `peft_qfa.materialize` for each); got "
             f"{type(budget).__name__}."
         )
-    Budget.parse(budget)  # a malformed budget fails before anything is loaded
     options = dict(search_options or {})
     if strategy is not None:
         options["strategy"] = strategy
+    # the budget is parsed here, once (a malformed one fails before anything is loaded); the typed Budget
+    # travels down through the config's loading attributes
     config = QFAQuantizationConfig(
-        budget=budget, search_data=eval_data, search_options=options, tokenizer=tokenizer
+        budget=Budget.parse(budget), search_data=eval_data, search_options=options, tokenizer=tokenizer
     )
     with warnings.catch_warnings():
         # transformers warns that a saved checkpoint's own config wins except for the loading attributes: here
@@ -208,10 +157,4 @@ def from_pretrained(
     return model
 
 
-__all__ = [
-    "ADAPTER_CONFIG_NAME",
-    "apply_search_budget",
-    "checkpoint_folder",
-    "from_pretrained",
-    "replace_with_packed_linear",
-]
+__all__ = ["apply_search_budget", "from_pretrained"]

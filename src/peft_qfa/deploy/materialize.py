@@ -17,31 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..supernet.config import QFAQuantizationConfig
+from .._compat import forget_adapter_loading, mark_quantized
+from ..supernet.config import QFAQuantizationConfig, qfa_config, unwrap_model
 from ..supernet.layer import BitSelectableLayer, find_bit_layers
-from ..supernet.space import Subnet
+from ..supernet.packed_layer import QFAPackedLinear
+from ..supernet.space import SearchSpace, Subnet
 from ..supernet.subnet import get_subnet, search_space
 from ..tuner import merged_quantized_weights
-from .packed_layer import QFAPackedLinear
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The transformers model inside a ``PeftModel`` (adapter layers still in place), or ``model`` itself."""
-    get_base_model = getattr(model, "get_base_model", None)
-    return get_base_model() if callable(get_base_model) else model
-
-
-def qfa_config(model: nn.Module) -> QFAQuantizationConfig:
-    """The ``"qfa"`` quantization config of a supernet or materialized model (a clear error otherwise)."""
-    config = getattr(getattr(model, "config", None), "quantization_config", None)
-    if isinstance(config, Mapping) and config.get("quant_method") == "qfa":
-        config = QFAQuantizationConfig.from_dict(dict(config))
-    if not isinstance(config, QFAQuantizationConfig):
-        raise ValueError(
-            f"{type(model).__name__} is not a QFA supernet: load it with "
-            "`quantization_config=QFAQuantizationConfig(...)` (after `import peft_qfa`) first."
-        )
-    return config
+from .hub import attach_qfa_push_to_hub
 
 
 def deployed_config(
@@ -58,13 +41,13 @@ def deployed_config(
     return config
 
 
-def _resolve_subnet(model: nn.Module, subnet: Subnet | Mapping[str, int] | None) -> Subnet:
+def _resolve_subnet(
+    model: nn.Module, subnet: Subnet | Mapping[str, int] | None, space: SearchSpace | None = None
+) -> Subnet:
+    """``subnet`` as a :class:`Subnet` of the model's space (``space``, when the caller built it already)."""
     if subnet is None:
         return get_subnet(model)
-    if isinstance(subnet, Subnet):
-        subnet.check_space(search_space(model))
-        return subnet
-    return search_space(model).subnet(subnet)
+    return (search_space(model) if space is None else space).subnet(subnet)
 
 
 def _packed_layers(model: nn.Module, subnet: Subnet, adapter_name: str | None) -> dict[str, QFAPackedLinear]:
@@ -76,27 +59,8 @@ def _packed_layers(model: nn.Module, subnet: Subnet, adapter_name: str | None) -
     }
 
 
-def forget_adapter_loading(model: nn.Module) -> None:
-    """Drop what transformers' ``load_adapter`` left on a model whose adapters are gone (merged or stripped).
-
-    Besides ``peft_config`` and its flag, ``load_adapter`` replaces the model's recorded load-time key
-    conversions (``_weight_conversions``) by the adapter's, which add a ``base_model.model.`` prefix;
-    ``save_pretrained`` reverts them, so a model saved with them left in place writes every weight
-    under the wrong name. ``None`` is what a model built in code has: transformers then uses the
-    architecture's default conversions.
-    """
-    if hasattr(model, "peft_config"):
-        del model.peft_config
-    model._hf_peft_config_loaded = False
-    if getattr(model, "_weight_conversions", None) is not None:
-        model._weight_conversions = None
-
-
 def finish_deployed(model: nn.Module, config: QFAQuantizationConfig) -> None:
     """Give a model whose layers are now packed the state a ``from_pretrained`` of it would have."""
-    from ..supernet.quantizer import QFAHfQuantizer
-    from .hub import attach_qfa_push_to_hub
-
     left = [
         name
         for name, m in model.named_modules()
@@ -105,10 +69,7 @@ def finish_deployed(model: nn.Module, config: QFAQuantizationConfig) -> None:
     if left:
         raise RuntimeError(f"materialize: supernet layers were left behind, e.g. {left[:3]}.")
     forget_adapter_loading(model)
-    model.config.quantization_config = config
-    model.hf_quantizer = QFAHfQuantizer(config, pre_quantized=True)
-    model.is_quantized = True
-    model.quantization_method = config.quant_method
+    mark_quantized(model, config)  # the "qfa" quantizer comes from transformers' registry (peft_qfa.integrations)
     model.requires_grad_(False)
     model.eval()
     attach_qfa_push_to_hub(model)
@@ -172,12 +133,13 @@ def materialize_in_place(
     *,
     adapter_name: str | None = None,
     selection: Mapping[str, Any] | None = None,
+    space: SearchSpace | None = None,
 ) -> nn.Module:
     """Like :func:`materialize`, but replace the layers of ``model`` itself (a bare transformers model,
     adapters possibly injected by ``load_adapter``): no second copy of the full-precision weights.
-    Used when ``from_pretrained`` loads a supernet with a budget."""
+    Used when ``from_pretrained`` loads a supernet with a budget (which passes the ``space`` it built)."""
     source = qfa_config(model)
-    chosen = _resolve_subnet(model, subnet)
+    chosen = _resolve_subnet(model, subnet, space)
     packed = _packed_layers(model, chosen, adapter_name)
     for name, layer in packed.items():
         model.set_submodule(name, layer)
@@ -188,7 +150,6 @@ def materialize_in_place(
 __all__ = [
     "deployed_config",
     "finish_deployed",
-    "forget_adapter_loading",
     "materialize",
     "materialize_in_place",
     "qfa_config",

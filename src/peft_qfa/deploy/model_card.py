@@ -17,9 +17,9 @@ from string import Template
 
 from torch import nn
 
-from ..search.budget import Budget
+from ..supernet.budget import Budget
+from ..supernet.config import qfa_config, unwrap_model
 from ..supernet.subnet import get_subnet, search_space
-from .materialize import qfa_config, unwrap_model
 
 PARETO_IMAGE = "pareto.png"
 TAGS = ("peft-qfa", "llm-qfa", "quantized", "mixed-precision")

@@ -27,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM
 
-    from ..search.saved_data import find_search_data
+    from ..checkpoint import find_search_data
+    from ..supernet.config import qfa_config
     from .hub import HubPushError, push_to_hub
-    from .materialize import qfa_config
 
     model = AutoModelForCausalLM.from_pretrained(args.folder)  # a supernet folder brings its adapters along
     search_data = None if qfa_config(model).materialized else find_search_data(model, args.folder)

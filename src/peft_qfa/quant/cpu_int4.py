@@ -9,12 +9,12 @@ grid maps onto its grid exactly: the kernel computes ``(q - 8) * scale + offset`
 
 The kernel is fast for bfloat16 activations only (float32 and float16 take a slow path in it), so
 only bf16 inputs use it; a float32 model keeps the exact reference path. The repacked copy costs
-half a byte per weight of RAM and is never saved. Set ``QFA_CPU_INT4=0`` to turn the path off.
+half a byte per weight of RAM and is never saved. When the path is taken is decided by the backend
+dispatcher (:mod:`peft_qfa.ops`; ``QFA_CPU_INT4=0`` turns it off there).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -26,10 +26,9 @@ INT4_GROUP_SIZES = (32, 64, 128, 256)
 
 
 def cpu_int4_available() -> bool:
-    """Whether this torch has the CPU int4 kernel and ``QFA_CPU_INT4`` does not turn it off."""
+    """Whether this torch has the CPU int4 kernel."""
     return (
-        os.environ.get("QFA_CPU_INT4", "1") != "0"
-        and hasattr(torch.ops.aten, "_convert_weight_to_int4pack_for_cpu")
+        hasattr(torch.ops.aten, "_convert_weight_to_int4pack_for_cpu")
         and hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
     )
 
@@ -59,7 +58,7 @@ class Int4CpuWeight:
         if not cpu_int4_supports(qweight):
             raise ValueError(
                 f"The CPU int4 kernel cannot run a {qweight.describe()} weight: it needs at most 4 bits, a "
-                f"group size in {INT4_GROUP_SIZES} and out_features divisible by 16 (or QFA_CPU_INT4=0 is set)."
+                f"group size in {INT4_GROUP_SIZES} and out_features divisible by 16 (or this torch lacks the kernel)."
             )
         codes = qweight.codes().cpu().to(torch.int32)
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)

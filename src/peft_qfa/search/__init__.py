@@ -1,7 +1,7 @@
 """Subnet search: budgets, evaluators (forward passes only) and strategies, with the Pareto front as data."""
 
+from ..supernet.budget import Budget, check_feasible, feasible_range, parse_budgets
 from .api import search_subnet
-from .budget import Budget, check_feasible, feasible_range, parse_budgets
 from .evaluators import CallableEvaluator, Evaluator, LossEvaluator, MultipleChoiceEvaluator, make_evaluator
 from .plot import plot_pareto
 from .result import BudgetChoice, Evaluation, SearchResult

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
+from ..supernet.budget import Budget, feasible_budgets
+from ..supernet.space import SearchSpace
 from ..supernet.subnet import search_space
 from .evaluators import make_evaluator
 from .result import SearchResult
-from .strategies import DEFAULT_STRATEGY, SearchStrategy, run_search
+from .strategies import DEFAULT_STRATEGY, SearchStrategy, make_strategy
 
 EVALUATOR_OPTIONS = (
     "seq_len",
@@ -91,14 +93,30 @@ def search_subnet(
     >>> packed = peft_qfa.materialize(peft_model, result.best(3.0).subnet)
     ```
     """
+    space = search_space(model, granularity)
+    budgets = feasible_budgets(space, budget)  # parsed and checked once, here where they enter
+    return search_in_space(model, space, budgets, eval_data, tokenizer=tokenizer, strategy=strategy, **options)
+
+
+def search_in_space(
+    model: nn.Module,
+    space: SearchSpace,
+    budgets: Sequence[Budget],
+    eval_data: Any = None,
+    *,
+    tokenizer: Any = None,
+    strategy: str | SearchStrategy = DEFAULT_STRATEGY,
+    **options: Any,
+) -> SearchResult:
+    """:func:`search_subnet` below its entry: ``space`` is built and ``budgets`` are parsed and checked
+    against it by the caller (``from_pretrained(..., budget=...)`` does both before the adapters load)."""
     evaluator_options = {k: options.pop(k) for k in EVALUATOR_OPTIONS if k in options}
     if tokenizer is None and _needs_tokenizer(eval_data):
         tokenizer = load_tokenizer(None, model)
     elif isinstance(tokenizer, str):
         tokenizer = load_tokenizer(tokenizer, model)
     evaluator = make_evaluator(eval_data, tokenizer, **evaluator_options)
-    space = search_space(model, granularity)
-    return run_search(model, space, budget, evaluator, strategy, **options)
+    return make_strategy(strategy, **options).run(model, space, list(budgets), evaluator)
 
 
-__all__ = ["EVALUATOR_OPTIONS", "load_tokenizer", "search_subnet"]
+__all__ = ["EVALUATOR_OPTIONS", "load_tokenizer", "search_in_space", "search_subnet"]

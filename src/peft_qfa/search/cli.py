@@ -94,8 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM
 
+    from ..checkpoint import SEARCH_DATA_NAME, find_search_data
     from ..search import plot_pareto, search_subnet
-    from .saved_data import SEARCH_DATA_NAME, find_search_data
 
     budgets = [budget_value(b) for b in args.budget]
     model = AutoModelForCausalLM.from_pretrained(args.supernet)

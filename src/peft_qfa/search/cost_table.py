@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..supernet.budget import Budget, extreme_subnets
 from ..supernet.space import SearchSpace
-from .budget import Budget, extreme_subnets
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from .budget import Budget
+from ..supernet.budget import Budget
 from .result import SearchResult
 
 

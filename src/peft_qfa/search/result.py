@@ -10,9 +10,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..supernet.budget import Budget
 from ..supernet.cost import Cost
 from ..supernet.space import SearchSpace, Subnet
-from .budget import Budget
 
 
 @dataclass(frozen=True)

@@ -1,34 +1,26 @@
 """Random subnets near a budget: the resource-balanced idea applied to search.
 
 Drawing every group's bit-width uniformly concentrates the average bits near the middle of the
-range (the central limit theorem, methods-digest §1.5), so a uniform sampler rarely proposes a
+range (the central limit theorem), so a uniform sampler rarely proposes a
 subnet near a 2.5- or 3.5-bit budget. Here each group draws from a categorical over its allowed
-bit-widths, ``p(b) ∝ exp(λ·b)`` (the maximum-entropy distribution with a given mean), with one
+bit-widths, ``p(b) ∝ exp(λ·b)`` (the maximum-entropy distribution with a given mean,
+:mod:`peft_qfa.supernet.tilt`, the same as the training sampler's), with one
 ``λ`` shared by all groups and solved so that the *expected* cost equals the budget. Draws that
 exceed the budget (about half) are rejected, so every returned subnet satisfies it.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterable, Mapping
 
+from ..supernet.budget import Budget
 from ..supernet.space import SearchSpace, Subnet
-from .budget import Budget
+from ..supernet.tilt import bisect_increasing, tilted_probabilities
 from .cost_table import CostTable
 
 _TILT_LIMIT = 60.0
 _BISECTION_STEPS = 80
-
-
-def tilted_probabilities(bits: tuple[int, ...], tilt: float) -> list[float]:
-    """``p(b) ∝ exp(tilt·b)`` over ``bits``, computed without overflow."""
-    logits = [tilt * b for b in bits]
-    top = max(logits)
-    weights = [math.exp(v - top) for v in logits]
-    total = sum(weights)
-    return [w / total for w in weights]
 
 
 class BudgetSampler:
@@ -71,13 +63,7 @@ class BudgetSampler:
             return low
         if target >= self.expected_measure(high):
             return high
-        for _ in range(_BISECTION_STEPS):  # the expected cost grows with the tilt
-            mid = (low + high) / 2
-            if self.expected_measure(mid) < target:
-                low = mid
-            else:
-                high = mid
-        return (low + high) / 2
+        return bisect_increasing(self.expected_measure, target, low, high, _BISECTION_STEPS)  # cost grows with tilt
 
     def draw(self, rng: random.Random) -> Subnet:
         """One subnet from the tilted categoricals (not yet checked against the budget)."""

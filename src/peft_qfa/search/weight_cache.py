@@ -14,10 +14,10 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..supernet.layer import BitSelectableLayer, find_bit_layers
+from ..ops import use_weight_cache
+from ..supernet.layer import BitSelectableLayer
 
 DEFAULT_MAX_BYTES = 4 * 2**30
 
@@ -47,26 +47,15 @@ class DequantizedWeightCache:
         return weight
 
     @contextlib.contextmanager
-    def active(self, model: nn.Module) -> Iterator[None]:
-        """Within the block, every supernet layer of ``model`` computes with cached float weights."""
+    def active(self, model: nn.Module | None = None) -> Iterator[None]:
+        """Within the block, supernet layers compute with cached float weights (through the backend
+        dispatcher, :func:`peft_qfa.ops.use_weight_cache`; no layer's ``forward`` is replaced).
+        ``model`` is accepted for symmetry with earlier releases and not needed."""
         if self.max_bytes <= 0:
             yield
             return
-        layers = list(find_bit_layers(model).values())
-        for layer in layers:
-            layer.forward = self._cached_forward(layer)  # an instance attribute shadows the class's forward
-        try:
+        with use_weight_cache(self):
             yield
-        finally:
-            for layer in layers:
-                del layer.forward
-
-    def _cached_forward(self, layer: BitSelectableLayer):
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            bias = getattr(layer, "bias", None)
-            return F.linear(x, self.weight(layer, x.dtype), None if bias is None else bias.to(x.dtype))
-
-        return forward
 
 
 __all__ = ["DEFAULT_MAX_BYTES", "DequantizedWeightCache"]

@@ -9,17 +9,18 @@ tokenizer are inputs of the build, not properties of the result: they are never 
 from __future__ import annotations
 
 import copy
-import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import transformers.quantizers.auto as transformers_quantizers_auto
 from transformers.quantizers.auto import register_quantization_config
 from transformers.utils.quantization_config import QuantizationConfigMixin
 
+from .._compat import accept_loading_attributes
 from ..quant import METHODS, SUPPORTED_BITS
+from .budget import Budget
 from .space import GRANULARITIES
 
 QUANT_METHOD = "qfa"
@@ -27,50 +28,39 @@ CONFIG_VERSION = 1
 """Bumped whenever the meaning of a saved field changes; a saved config from a newer version is refused."""
 
 NOT_SERIALIZED = ("calibration", "tokenizer", "search_data", "search_options")
+LOADING_ATTRIBUTES = ("budget", "subnet", "search_data", "search_options", "tokenizer")
+"""Options of a ``from_pretrained(saved_supernet, quantization_config=...)`` call that apply at load time."""
 """Build inputs: texts, datasets, tensors and tokenizers must never land in ``config.json``.
 (``search_data`` / ``search_options``: the budget search's inputs, see :mod:`peft_qfa.deploy.loading`.)"""
 
-_BUDGET_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(bits?|[KMGT]i?B|B)\s*$", re.IGNORECASE)
-_BYTE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
 def parse_budget(budget: float | int | str | Mapping[str, int]) -> tuple[str, float | dict[str, int]]:
-    """Normalise a budget to ``("bits", avg_bits)``, ``("bytes", n_bytes)`` or ``("subnet", {group: bits})``.
-
-    Accepted forms: a number (average bits per weight, the paper's budget), ``"3.0bits"``,
-    ``"2.5GB"`` / ``"500MiB"`` (the materialized model's bytes), or an explicit ``{group: bits}``
-    mapping (a subnet; its names are checked against the model when it is loaded).
-    """
-    if isinstance(budget, bool):
-        raise TypeError(f"QFAQuantizationConfig: `budget` must be a number, a string or a mapping, got {budget!r}.")
-    if isinstance(budget, (int, float)):
-        if not math.isfinite(budget) or budget <= 0:
-            raise ValueError(f"QFAQuantizationConfig: `budget={budget!r}` must be a positive number of bits.")
-        return "bits", float(budget)
-    if isinstance(budget, str):
-        match = _BUDGET_PATTERN.match(budget)
-        if match is None:
-            raise ValueError(
-                f"QFAQuantizationConfig: cannot read `budget={budget!r}`; write average bits ('3.0bits' or 3.0) "
-                "or a size ('2.5GB', '500MiB')."
-            )
-        value, unit = float(match.group(1)), match.group(2).lower()
-        if value <= 0:
-            raise ValueError(f"QFAQuantizationConfig: `budget={budget!r}` must be positive.")
-        if unit.startswith("bit"):
-            return "bits", value
-        return "bytes", value * _BYTE_UNITS[unit]
-    if isinstance(budget, Mapping):
-        if not budget:
-            raise ValueError("QFAQuantizationConfig: an explicit subnet `budget={}` must name at least one group.")
-        bad = {k: v for k, v in budget.items() if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int)}
-        if bad:
-            raise TypeError(f"QFAQuantizationConfig: a subnet budget maps group names to int bits; got {bad}.")
-        return "subnet", dict(budget)
-    raise TypeError(
-        f"QFAQuantizationConfig: `budget` must be a number, a string or a mapping, got {type(budget).__name__}."
+    """Deprecated: use :meth:`peft_qfa.Budget.parse` (and ``QFAQuantizationConfig(subnet=...)`` for an
+    explicit subnet). Returns ``("bits", avg_bits)``, ``("bytes", n_bytes)`` or ``("subnet", {group: bits})``."""
+    warnings.warn(
+        "peft_qfa.supernet.config.parse_budget is deprecated; use peft_qfa.Budget.parse(budget) (an explicit "
+        "{group: bits} subnet is QFAQuantizationConfig(subnet=...)).",
+        FutureWarning,
+        stacklevel=2,
     )
+    if isinstance(budget, Mapping):
+        return "subnet", _checked_subnet(budget)
+    parsed = Budget.parse(budget)
+    return parsed.kind, parsed.value
+
+
+def _checked_subnet(subnet: Mapping[str, int]) -> dict[str, int]:
+    """An explicit ``{group: bits}`` subnet as a dict; its names are checked against the model at load."""
+    if not isinstance(subnet, Mapping):
+        raise TypeError(
+            f"QFAQuantizationConfig: `subnet` must map group names to bits, like {{'model.layers.0': 3}}, got "
+            f"{type(subnet).__name__}."
+        )
+    if not subnet:
+        raise ValueError("QFAQuantizationConfig: an explicit `subnet={}` must name at least one group.")
+    bad = {k: v for k, v in subnet.items() if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int)}
+    if bad:
+        raise TypeError(f"QFAQuantizationConfig: a subnet maps group names to int bits; got {bad}.")
+    return dict(subnet)
 
 
 @register_quantization_config(QUANT_METHOD)
@@ -110,9 +100,14 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         damp_percent (`float`, *optional*, defaults to 0.01), block_size (`int`, *optional*, defaults to 128),
         act_order (`bool`, *optional*, defaults to `False`):
             GPTQ options, see :func:`peft_qfa.quant.gptq_quantize`.
-        budget (`float`, `str` or `dict`, *optional*):
-            Only when loading a saved supernet: the bit budget (``3.0``, ``"3.0bits"``), byte budget
-            (``"2.5GB"``) or explicit ``{group: bits}`` subnet to select. Serialized only when set.
+        budget (`float`, `str` or `Budget`, *optional*):
+            Only when loading a saved supernet: the bit budget (``3.0``, ``"3.0bits"``) or byte budget
+            (``"2.5GB"``) to search a subnet for. Parsed here, once, into a :class:`~peft_qfa.Budget`.
+            Serialized only when set. (An explicit ``{group: bits}`` mapping is still accepted with a
+            ``FutureWarning`` and moved to ``subnet``.)
+        subnet (`dict[str, int]`, *optional*):
+            Only when loading a saved supernet: the explicit ``{group: bits}`` subnet to activate (no
+            search). Its names are checked against the model when it loads. Serialized only when set.
         search_data (*optional*):
             Only with a bit or byte ``budget``: the data the subnet search scores subnets on (texts or
             token ids: held-out loss; a BIG-bench-style task: accuracy; or a callable
@@ -147,13 +142,14 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         damp_percent: float = 0.01,
         block_size: int = 128,
         act_order: bool = False,
-        budget: float | str | Mapping[str, int] | None = None,
+        budget: float | str | Budget | None = None,
         tokenizer: Any = None,
         calibration_tokens: int | None = None,
         search_data: Any = None,
         search_options: Mapping[str, Any] | None = None,
         layer_bits: Mapping[str, int] | None = None,
         selection: Mapping[str, Any] | None = None,
+        subnet: Mapping[str, int] | None = None,
         version: int = CONFIG_VERSION,
         **kwargs,
     ):
@@ -179,6 +175,7 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         self.block_size = block_size
         self.act_order = act_order
         self.budget = budget
+        self.subnet = subnet
         self.search_data = search_data
         self.search_options = search_options
         self.layer_bits = layer_bits
@@ -224,8 +221,24 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             raise ValueError(f"QFAQuantizationConfig: `damp_percent` must be in (0, 1], got {self.damp_percent!r}.")
         if not isinstance(self.act_order, bool):
             raise TypeError(f"QFAQuantizationConfig: `act_order` must be a bool, got {self.act_order!r}.")
-        if self.budget is not None:
-            parse_budget(self.budget)
+        if isinstance(self.budget, Mapping):
+            warnings.warn(
+                "QFAQuantizationConfig(budget={group: bits}) is deprecated: an explicit subnet is "
+                "QFAQuantizationConfig(subnet={group: bits}); `budget` is a bit or byte budget to search for.",
+                FutureWarning,
+                stacklevel=3,
+            )
+            if self.subnet is not None:
+                raise ValueError("QFAQuantizationConfig: pass the explicit subnet once, as `subnet=`.")
+            self.budget, self.subnet = None, self.budget
+        if self.budget is not None and not isinstance(self.budget, Budget):
+            self.budget = Budget.parse(self.budget)  # the one parse; everything below takes the typed Budget
+        if self.subnet is not None:
+            self.subnet = _checked_subnet(self.subnet)
+            if self.budget is not None:
+                raise ValueError(
+                    "QFAQuantizationConfig: pass either `budget=` (searched) or `subnet=` (given), not both."
+                )
         self._check_deployment_fields()
         self._check_calibration()
 
@@ -298,7 +311,7 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
                     f"{dict(list(bad.items())[:3]) or 'an empty mapping'}."
                 )
             self.layer_bits = dict(self.layer_bits)
-            if self.budget is not None:
+            if self.selects_subnet:
                 raise ValueError(
                     "QFAQuantizationConfig: this checkpoint is already a materialized subnet (`layer_bits`); a `budget` "
                     "applies only when loading a supernet. Load the supernet folder with the budget instead."
@@ -312,10 +325,18 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         return self.layer_bits is not None
 
     @property
+    def selects_subnet(self) -> bool:
+        """Whether this config, loading a saved supernet, selects a subnet (``budget`` or ``subnet``)."""
+        return self.budget is not None or self.subnet is not None
+
+    @property
     def needs_calibration(self) -> bool:
         """Whether building from this config still needs ``calibration`` data."""
         return (
-            self.method == "gptq" and self.budget is None and self.calibration_tokens is None and not self.materialized
+            self.method == "gptq"
+            and not self.selects_subnet
+            and self.calibration_tokens is None
+            and not self.materialized
         )
 
     # ------------------------------------------------------------------ serialization
@@ -339,7 +360,9 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         if self.calibration_tokens is not None:
             out["calibration_tokens"] = self.calibration_tokens
         if self.budget is not None:
-            out["budget"] = copy.deepcopy(self.budget)
+            out["budget"] = self.budget.to_json()
+        if self.subnet is not None:
+            out["subnet"] = dict(self.subnet)
         if self.layer_bits is not None:
             out["layer_bits"] = dict(self.layer_bits)
         if self.selection is not None:
@@ -360,28 +383,33 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         return clone
 
     def get_loading_attributes(self) -> dict[str, Any]:
-        """Options of a ``from_pretrained(saved_supernet, quantization_config=...)`` call that apply at load time."""
-        attributes = {"budget": copy.deepcopy(self.budget)} if self.budget is not None else {}
-        # the budget search's inputs travel with the budget (shared, not copied: they may be large or unpicklable)
-        for name in ("search_data", "search_options", "tokenizer"):
-            if self.budget is not None and getattr(self, name) is not None:
-                attributes[name] = getattr(self, name)
-        return attributes
+        """Options of a ``from_pretrained(saved_supernet, quantization_config=...)`` call that apply at load time.
+
+        The search's inputs travel only with a selection (shared, not copied: they may be large or
+        unpicklable); the typed :class:`Budget` travels as it is, so it is never parsed again.
+        """
+        if not self.selects_subnet:
+            return {}
+        return {name: getattr(self, name) for name in LOADING_ATTRIBUTES if getattr(self, name) is not None}
 
 
-def _accept_loading_attributes(config_cls: type) -> None:
-    """Let ``get_loading_attributes()`` of ``config_cls`` reach the quantizer of a saved checkpoint.
-
-    transformers merges a user's config into a pre-quantized checkpoint's config only for the
-    config classes listed in the module-level tuple ``LOADING_ATTRIBUTES_CONFIG_TYPES``
-    (``transformers/quantizers/auto.py``, read at call time by ``merge_quantization_configs``);
-    for any other class the user's ``budget=`` would be dropped with a warning. There is no public
-    registration for this, so the class is appended to that tuple once, here, at import.
-    Tested by ``tests/supernet/test_config.py::test_budget_reaches_quantizer_of_saved_supernet``.
-    """
-    types = transformers_quantizers_auto.LOADING_ATTRIBUTES_CONFIG_TYPES
-    if config_cls not in types:
-        transformers_quantizers_auto.LOADING_ATTRIBUTES_CONFIG_TYPES = (*types, config_cls)
+accept_loading_attributes(QFAQuantizationConfig)
 
 
-_accept_loading_attributes(QFAQuantizationConfig)
+def unwrap_model(model):
+    """The transformers model inside a ``PeftModel`` (adapter layers still in place), or ``model`` itself."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model
+
+
+def qfa_config(model) -> QFAQuantizationConfig:
+    """The ``"qfa"`` quantization config of a supernet or materialized model (a clear error otherwise)."""
+    config = getattr(getattr(model, "config", None), "quantization_config", None)
+    if isinstance(config, Mapping) and config.get("quant_method") == QUANT_METHOD:
+        config = QFAQuantizationConfig.from_dict(dict(config))
+    if not isinstance(config, QFAQuantizationConfig):
+        raise ValueError(
+            f"{type(model).__name__} is not a QFA supernet: load it with "
+            "`quantization_config=QFAQuantizationConfig(...)` (after `import peft_qfa`) first."
+        )
+    return config

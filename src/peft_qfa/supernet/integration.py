@@ -18,6 +18,7 @@ from transformers.utils import logging
 from ..quant import QuantizedWeight
 from .config import QFAQuantizationConfig
 from .layer import QFALinear
+from .packed_layer import QFAPackedLinear
 
 logger = logging.get_logger(__name__)
 
@@ -133,15 +134,37 @@ def replace_with_qfa_linear(
     dtype: torch.dtype | None = None,
     keep_in_fp32_modules: Iterable[str] | None = None,
 ) -> list[str]:
-    """Swap every target linear for an empty ``QFALinear`` on the meta device (saved-supernet loading).
+    """Swap every target linear for an empty layer on the meta device (loading a saved checkpoint).
 
-    transformers then fills ``b{bits}_packed`` / ``b{bits}_scales`` / ``b{bits}_zeros`` (and
-    ``bias``) by name from the checkpoint. Returns the replaced module names.
+    A supernet's targets become ``QFALinear`` layers; a materialized subnet's (its config carries
+    ``layer_bits``) become ``QFAPackedLinear`` layers of their own bit-width. transformers then fills
+    ``b{bits}_packed`` / ``b{bits}_scales`` / ``b{bits}_zeros`` (and ``bias``) by name from the
+    checkpoint. Returns the replaced module names.
     """
     targets = find_qfa_targets(model, config, keep_in_fp32_modules)
+    if config.materialized:
+        missing = sorted(set(targets) - set(config.layer_bits))
+        unknown = sorted(set(config.layer_bits) - set(targets))
+        if missing or unknown:
+            raise ValueError(
+                f"This materialized QFA checkpoint does not fit {type(model).__name__}: `layer_bits` lacks "
+                f"{missing[:3]} and names unknown layers {unknown[:3]}. Was config.json edited by hand?"
+            )
     for name, linear in targets.items():
         layer_dtype = dtype if isinstance(dtype, torch.dtype) else linear.weight.dtype
-        model.set_submodule(name, _qfa_linear_like(linear, config, layer_dtype, "meta"))
+        if config.materialized:
+            layer = QFAPackedLinear(
+                linear.in_features,
+                linear.out_features,
+                config.layer_bits[name],
+                config.group_size,
+                bias=linear.bias is not None,
+                dtype=layer_dtype,
+                device="meta",
+            )
+        else:
+            layer = _qfa_linear_like(linear, config, layer_dtype, "meta")
+        model.set_submodule(name, layer)
     return list(targets)
 
 

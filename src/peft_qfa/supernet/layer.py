@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
-from ..ops import quantized_linear
+from ..ops import layer_forward
 from ..quant import QuantizedWeight, check_bits, packed_cols
 
 
@@ -129,7 +129,7 @@ class QFALinear(BitSelectableLayer):
             self.bias = _frozen(bias.detach().to(self.bias.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return quantized_linear(x, self.quantized(), self.bias)
+        return layer_forward(self, x)  # the backend dispatcher (peft_qfa.ops) picks the matmul
 
     def extra_repr(self) -> str:
         return (

@@ -20,8 +20,6 @@ from .cost import Cost, LayerShape, subnet_cost, supernet_bytes
 from .layer import find_bit_layers
 
 GRANULARITIES = ("block", "layer")
-ADAPTER_PREFIX = "qfa_"
-"""Parameter-name prefix of the QFA tuner's adapters; they are not part of a deployed model."""
 
 _BLOCK_PATTERN = re.compile(r"^((?:.*\.)?(?:layers|h|blocks|block)\.\d+)\.")
 
@@ -116,7 +114,14 @@ class SearchSpace:
         return tuple(sorted({b for g in self.groups for b in g.bits}))
 
     # ------------------------------------------------------------------ subnets
-    def subnet(self, bits: Mapping[str, int]) -> Subnet:
+    def subnet(self, bits: Subnet | Mapping[str, int]) -> Subnet:
+        """``bits`` as a :class:`Subnet` of this space: the one place a ``Subnet | Mapping`` is coerced.
+
+        A ``Subnet`` is checked to belong to this space and returned as is; a ``{group: bits}``
+        mapping is validated (unknown groups fail with the real names)."""
+        if isinstance(bits, Subnet):
+            bits.check_space(self)
+            return bits
         return Subnet(self, bits)
 
     def uniform(self, bits: int) -> Subnet:
@@ -144,9 +149,7 @@ class SearchSpace:
         return Subnet(self, bits)
 
     def cost(self, subnet: Subnet | Mapping[str, int]) -> Cost:
-        sub = subnet if isinstance(subnet, Subnet) else Subnet(self, subnet)
-        sub.check_space(self)
-        return subnet_cost(self.layers, sub.layer_bits(), self.other_bytes)
+        return subnet_cost(self.layers, self.subnet(subnet).layer_bits(), self.other_bytes)
 
     def supernet_bytes(self) -> int:
         return supernet_bytes(self.layers, self.layer_bits_choices, self.other_bytes)
@@ -243,14 +246,18 @@ def _full_precision_bytes(model: nn.Module) -> int:
     """Bytes of every tensor a deployed model keeps in full precision (embeddings, norms, head).
 
     Counts each storage once (tied embeddings), skips QFA layers (costed per bit-width) and the
-    tuner's adapters (merged away at deployment).
+    adapters of any PEFT tuner (merged away at deployment; PEFT's tuner layers name the modules that
+    hold them in ``adapter_layer_names``).
     """
-    bit_layer_params = {
-        id(p) for layer in find_bit_layers(model).values() for p in layer.parameters(recurse=True)
-    }
+    skipped = {id(p) for layer in find_bit_layers(model).values() for p in layer.parameters(recurse=True)}
+    for module in model.modules():
+        for attr in getattr(module, "adapter_layer_names", ()):
+            holder = getattr(module, attr, None)
+            if isinstance(holder, nn.Module):
+                skipped.update(id(t) for t in [*holder.parameters(), *holder.buffers()])
     seen, total = set(), 0
-    for name, tensor in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers()):
-        if id(tensor) in bit_layer_params or any(part.startswith(ADAPTER_PREFIX) for part in name.split(".")):
+    for _, tensor in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers()):
+        if id(tensor) in skipped:
             continue
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset()) if tensor.device.type != "meta" else id(tensor)
         if key in seen:

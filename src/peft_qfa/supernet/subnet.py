@@ -16,11 +16,10 @@ def search_space(model: nn.Module, granularity: str | None = None) -> SearchSpac
     return SearchSpace.from_model(model, granularity)
 
 
-def _as_subnet(model: nn.Module, subnet: Subnet | Mapping[str, int]) -> Subnet:
-    if isinstance(subnet, Subnet):
-        return subnet
-    space = search_space(model)
-    return space.subnet(subnet)
+def as_subnet(model: nn.Module, subnet: Subnet | Mapping[str, int]) -> Subnet:
+    """``subnet`` as a :class:`Subnet` of ``model``'s space; the space is built only for a mapping
+    (:meth:`SearchSpace.subnet` does the coercion), so a training step that passes a ``Subnet`` builds none."""
+    return subnet if isinstance(subnet, Subnet) else search_space(model).subnet(subnet)
 
 
 def set_subnet(model: nn.Module, subnet: Subnet | Mapping[str, int]) -> Subnet:
@@ -29,7 +28,7 @@ def set_subnet(model: nn.Module, subnet: Subnet | Mapping[str, int]) -> Subnet:
     ``subnet`` is a :class:`Subnet` or a ``{group name: bits}`` dict (validated against the
     model's space). Returns the :class:`Subnet` that is now active.
     """
-    sub = _as_subnet(model, subnet)
+    sub = as_subnet(model, subnet)
     layers = find_bit_layers(model)
     layer_bits = sub.layer_bits()
     missing = [name for name in layer_bits if name not in layers]

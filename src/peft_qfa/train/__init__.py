@@ -1,6 +1,7 @@
-"""Once-for-all training: subnet samplers and the Trainer callback that applies them each step."""
+"""Once-for-all training: subnet samplers, the Trainer callback that applies them each step, the recipe."""
 
 from .callback import AVG_BITS_LOG_KEY, QFASamplerCallback
+from .recipe import train_supernet
 from .samplers import (
     SAMPLERS,
     FixedSampler,
@@ -25,4 +26,5 @@ __all__ = [
     "build_sampler",
     "max_entropy_distribution",
     "register_sampler",
+    "train_supernet",
 ]

@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..supernet.space import SearchSpace, Subnet
+from ..supernet.tilt import max_entropy_distribution
 
 DEFAULT_PERIOD_FRACTION = 0.8
 """The resource-balanced period, as a fraction of the training steps, when none is given (the paper: 8K of 10K)."""
@@ -133,43 +133,6 @@ def uniform_draw(space: SearchSpace, rng: np.random.Generator) -> dict[str, int]
     return {g.name: g.bits[i] for g, i in zip(space.groups, picks, strict=True)}
 
 
-@lru_cache(maxsize=4096)
-def max_entropy_distribution(bits: tuple[int, ...], mean: float) -> tuple[float, ...]:
-    """The maximum-entropy distribution over ``bits`` whose mean is ``mean``: ``p_b ∝ exp(λ·b)``.
-
-    The paper fixes only the mean of each group's categorical; among all distributions with that
-    mean this one assumes nothing else (it is uniform at the middle of the range and moves mass
-    smoothly toward one end). ``λ`` is found by bisection: the tilted mean grows monotonically with
-    ``λ``. A mean at or beyond an end of ``bits`` puts all mass on that end.
-    """
-    values = np.asarray(sorted(bits), dtype=np.float64)
-    if len(values) == 1 or mean <= values[0]:
-        return tuple(float(v == values[0]) for v in values)
-    if mean >= values[-1]:
-        return tuple(float(v == values[-1]) for v in values)
-    centred = (values - values.mean()) / (values[-1] - values[0])
-
-    def tilted(lam: float) -> np.ndarray:
-        logits = lam * centred
-        weights = np.exp(logits - logits.max())
-        return weights / weights.sum()
-
-    low, high = -1.0, 1.0
-    while float(tilted(low) @ values) > mean:
-        low *= 2.0
-    while float(tilted(high) @ values) < mean:
-        high *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (low + high)
-        if float(tilted(mid) @ values) < mean:
-            low = mid
-        else:
-            high = mid
-        if high - low < 1e-12 * max(1.0, abs(mid)):
-            break
-    return tuple(float(p) for p in tilted(0.5 * (low + high)))
-
-
 @register_sampler
 class ResourceBalancedSampler(SubnetSampler):
     """LLM-QFA's resource-balanced scheduler: a triangle-wave target average bit-width.
@@ -260,10 +223,7 @@ class FixedSampler(SubnetSampler):
             if subnet not in space.all_bits:
                 raise ValueError(f"FixedSampler: `subnet={subnet}` bits is not a candidate; choose from {space.all_bits}.")
             self.subnet = space.uniform(int(subnet))
-        elif isinstance(subnet, Subnet):
-            subnet.check_space(space)
-            self.subnet = subnet
-        elif isinstance(subnet, Mapping):
+        elif isinstance(subnet, Mapping):  # a Subnet is a Mapping too
             self.subnet = space.subnet(subnet)
         else:
             raise TypeError(

@@ -5,15 +5,16 @@ Importing this package registers the ``"qfa"`` PEFT method (``PeftType.QFA``, pa
 ``AutoPeftModelForCausalLM`` and transformers' ``load_adapter`` all know it.
 """
 
-from .config import QFAConfig
+from .._compat import register_tuner
+from .config import QFA_NAME, QFA_PEFT_TYPE, QFA_PREFIX, QFAConfig
 from .layer import QFAAdapterLayer
 from .merge import merge_into_quantized
 from .model import QFAModel, merged_quantized_weights
-from .peft_type import QFA_PEFT_TYPE, QFA_PREFIX, register_qfa_tuner
 
-register_qfa_tuner(QFAConfig, QFAModel)
+register_tuner(QFA_NAME, QFAConfig, QFAModel, prefix=QFA_PREFIX)
 
 __all__ = [
+    "QFA_NAME",
     "QFA_PEFT_TYPE",
     "QFA_PREFIX",
     "QFAAdapterLayer",

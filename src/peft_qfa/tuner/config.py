@@ -6,8 +6,17 @@ from dataclasses import dataclass, field
 
 from peft import PeftConfig
 
+from .._compat import extend_peft_type
 from ..quant import SUPPORTED_BITS
-from .peft_type import QFA_PEFT_TYPE
+
+QFA_NAME = "qfa"
+"""Registered name of the tuner (lower case, as ``register_peft_method`` requires)."""
+
+QFA_PREFIX = "qfa_"
+"""Name prefix of every adapter parameter, as PEFT's ``prefix`` convention asks (``"lora_"`` for LoRA)."""
+
+QFA_PEFT_TYPE = extend_peft_type(QFA_NAME)
+"""``PeftType.QFA``; the enum is closed, so :mod:`peft_qfa._compat.peft_type` adds the member."""
 
 ALL_LINEAR = "all-linear"
 FORMAT_VERSION = 1

@@ -15,10 +15,9 @@ from torch import nn
 from ..quant import QuantizedWeight
 from ..supernet.layer import BitSelectableLayer, canonical_layer_name
 from ..supernet.space import Subnet
-from ..supernet.subnet import search_space
-from .config import ALL_LINEAR, QFAConfig
+from ..supernet.subnet import as_subnet
+from .config import ALL_LINEAR, QFA_PREFIX, QFAConfig
 from .layer import QFAAdapterLayer, check_rank
-from .peft_type import QFA_PREFIX
 
 
 def _supernet_layer(module: nn.Module) -> BitSelectableLayer | None:
@@ -184,7 +183,7 @@ def merged_quantized_weights(
     if subnet is None:
         layer_bits = None
     else:
-        sub = subnet if isinstance(subnet, Subnet) else search_space(model).subnet(subnet)
+        sub = as_subnet(model, subnet)
         layer_bits = sub.layer_bits()
     adapter_layers = {
         canonical_layer_name(name): m for name, m in model.named_modules() if isinstance(m, QFAAdapterLayer)

@@ -7,7 +7,8 @@ ranges from our own installed metadata (the same ones pyproject.toml declares), 
 source of truth, and turns a mismatch into one ``ImportError`` that names the package, the installed
 version, the range and the command that fixes it.
 
-Running from a source tree that was never installed (no metadata) skips the check.
+Importing this module runs the check (``peft_qfa/_compat/__init__.py`` imports it first). Running from a
+source tree that was never installed (no metadata) skips it.
 """
 
 from __future__ import annotations
@@ -75,3 +76,5 @@ def check_dependencies(distribution: str = "peft-qfa") -> None:
 
 
 __all__ = ["IncompatibleDependencyError", "check_dependencies", "incompatible_dependencies"]
+
+check_dependencies()

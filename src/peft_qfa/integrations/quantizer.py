@@ -7,8 +7,13 @@ Two paths:
   the float weights load as usual, then :func:`~peft_qfa.supernet.calibration.build_supernet`
   calibrates and swaps every target for a ``QFALinear``, dropping its float weight.
 * **reload** (a folder written by ``save_pretrained``): the targets are swapped for empty
-  ``QFALinear`` layers on the meta device, and transformers fills ``b{bits}_packed`` (int32, never
-  cast), ``b{bits}_scales`` / ``b{bits}_zeros`` and ``bias`` by name. No recalibration.
+  ``QFALinear`` layers (``QFAPackedLinear`` for a materialized subnet) on the meta device, and
+  transformers fills ``b{bits}_packed`` (int32, never cast), ``b{bits}_scales`` / ``b{bits}_zeros``
+  and ``bias`` by name. No recalibration. A ``subnet`` is then activated, or a ``budget`` is
+  searched and materialized (:mod:`peft_qfa.deploy.loading`).
+
+This is the top layer: it calls down into the supernet and deploy layers, and nothing below
+imports it (materialized models get their quantizer through transformers' registry).
 
 The supernet is trainable through adapters only (``is_trainable``), never by updating its frozen
 integer weights (``is_qat_trainable`` is False, so the Trainer refuses a bare supernet).
@@ -21,10 +26,19 @@ from typing import Any
 from transformers.quantizers import HfQuantizer
 from transformers.quantizers.auto import register_quantizer
 
-from .calibration import build_supernet, calibration_tokens
-from .config import QUANT_METHOD, QFAQuantizationConfig, parse_budget
-from .integration import find_qfa_targets, guard_key_patterns, guard_state_dict, replace_with_qfa_linear
-from .subnet import set_subnet
+from .._compat import ignore_unexpected_keys
+from ..checkpoint import checkpoint_folder
+from ..deploy.loading import apply_search_budget
+from ..deploy.materialize import finish_deployed
+from ..supernet.calibration import build_supernet, calibration_tokens
+from ..supernet.config import QUANT_METHOD, QFAQuantizationConfig
+from ..supernet.integration import (
+    find_qfa_targets,
+    guard_key_patterns,
+    guard_state_dict,
+    replace_with_qfa_linear,
+)
+from ..supernet.subnet import set_subnet
 
 
 @register_quantizer(QUANT_METHOD)
@@ -41,9 +55,10 @@ class QFAHfQuantizer(HfQuantizer):
     def validate_environment(self, device_map: Any = None, **kwargs) -> None:
         config = self.quantization_config
         if not self.pre_quantized:
-            if config.budget is not None:
+            if config.selects_subnet:
                 raise ValueError(
-                    "QFAQuantizationConfig(budget=...) selects a subnet of a saved supernet; this checkpoint is a "
+                    "QFAQuantizationConfig(budget=...) (or subnet=...) selects a subnet of a saved supernet; this "
+                    "checkpoint is a "
                     "full-precision model. Build the supernet first (without `budget`), save it, then load that "
                     "folder with the budget."
                 )
@@ -64,16 +79,11 @@ class QFAHfQuantizer(HfQuantizer):
         keep_fp32 = getattr(model, "_keep_in_fp32_modules", None)
         if self.pre_quantized:
             self.checkpoint_files = kwargs.get("checkpoint_files")
-            if self.quantization_config.materialized:  # a deployed subnet: one packed bit-width per layer
-                from ..deploy.loading import replace_with_packed_linear
-
-                self.target_names = replace_with_packed_linear(model, self.quantization_config, dtype, keep_fp32)
-            else:
-                self.target_names = replace_with_qfa_linear(model, self.quantization_config, dtype, keep_fp32)
+            # a supernet, or a deployed subnet (one packed bit-width per layer)
+            self.target_names = replace_with_qfa_linear(model, self.quantization_config, dtype, keep_fp32)
             # Each saved layer also carries a `{layer}.weight` guard for loads without peft_qfa; it is not a
             # parameter of QFALinear, so tell the loader not to report it as unexpected.
-            ignored = set(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])
-            model._keys_to_ignore_on_load_unexpected = ignored | guard_key_patterns(self.target_names)
+            ignore_unexpected_keys(model, guard_key_patterns(self.target_names))
         else:
             # Resolve and check the targets on the meta skeleton, before the weights are read.
             self.target_names = list(find_qfa_targets(model, self.quantization_config, keep_fp32))
@@ -82,16 +92,16 @@ class QFAHfQuantizer(HfQuantizer):
         config = self.quantization_config
         if self.pre_quantized:
             if config.materialized:
-                from ..deploy.materialize import finish_deployed
-
-                if config.budget is not None:
+                if config.selects_subnet:
                     raise ValueError(
                         "This checkpoint is already a materialized QFA subnet; a `budget` applies only when loading a "
                         "supernet. Load the supernet folder with the budget, or drop `budget=`."
                     )
                 finish_deployed(model, config)
+            elif config.subnet is not None:
+                set_subnet(model, config.subnet)
             elif config.budget is not None:
-                apply_budget(model, config, getattr(self, "checkpoint_files", None))
+                apply_search_budget(model, config, checkpoint_folder(getattr(self, "checkpoint_files", None)))
             return model
         spread = {str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()}
         if len(spread) > 1:  # device_map="auto" may resolve to several devices only after validate_environment
@@ -132,21 +142,4 @@ class QFAHfQuantizer(HfQuantizer):
         return False
 
 
-def apply_budget(model, config: QFAQuantizationConfig, checkpoint_files=None) -> None:
-    """Act on ``QFAQuantizationConfig(budget=...)`` when a saved supernet is loaded.
-
-    An explicit ``{group: bits}`` subnet is validated against the model (unknown group names fail
-    with the model's real ones) and activated. A bit or byte budget is searched and materialized
-    by :func:`peft_qfa.deploy.loading.apply_search_budget` (imported here, at use: the deploy layer
-    sits above this one).
-    """
-    kind, value = parse_budget(config.budget)
-    if kind == "subnet":
-        set_subnet(model, value)
-        return
-    from ..deploy.loading import apply_search_budget, checkpoint_folder
-
-    apply_search_budget(model, config, checkpoint_folder(checkpoint_files))
-
-
-__all__ = ["QFAHfQuantizer", "apply_budget"]
+__all__ = ["QFAHfQuantizer"]

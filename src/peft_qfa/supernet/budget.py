@@ -1,21 +1,25 @@
 """Budgets: the most a searched subnet may cost, in average bits or in bytes of the materialized model.
 
 A budget only *reads* costs: every number it compares comes from :meth:`SearchSpace.cost`, the one
-cost model (``peft_qfa.supernet.cost``). The text forms (``"3.0bits"``, ``"2.5GB"``, ``"800MB"``)
-are parsed by :func:`peft_qfa.supernet.config.parse_budget`, the same reader
-``QFAQuantizationConfig(budget=...)`` uses, so a budget means the same thing everywhere.
+cost model (``peft_qfa.supernet.cost``). A budget is parsed once, where it enters
+(``QFAQuantizationConfig(budget=...)``, ``peft_qfa.from_pretrained``, ``peft_qfa.search_subnet``);
+everything below takes the typed :class:`Budget`.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..supernet.config import parse_budget
-from ..supernet.cost import Cost
-from ..supernet.space import SearchSpace, Subnet
+from .cost import Cost
+from .space import SearchSpace, Subnet
 
 KINDS = ("bits", "bytes")
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(bits?|[KMGT]i?B|B)\s*$", re.IGNORECASE)
+_BYTE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 BITS_TOLERANCE = 1e-9
 """Average bits are float sums: a subnet at exactly 3.0 bits may compute to 3.0000000000000004."""
 
@@ -46,11 +50,33 @@ class Budget:
             return budget
         if isinstance(budget, Mapping):
             raise TypeError(
-                "Budget: an explicit {group: bits} mapping is a subnet, not a budget to search for; "
-                "materialize it directly with `peft_qfa.materialize(model, subnet)`."
+                "QFA budget: an explicit {group: bits} mapping is a subnet, not a budget to search for; pass it as "
+                "`QFAQuantizationConfig(subnet=...)` or materialize it with `peft_qfa.materialize(model, subnet)`."
             )
-        kind, value = parse_budget(budget)
-        return cls(kind, float(value))
+        if isinstance(budget, bool) or not isinstance(budget, (int, float, str)):
+            raise TypeError(
+                f"QFA budget: `budget` must be a number or a string like '3.0bits' or '2.5GB', got {budget!r}."
+            )
+        if not isinstance(budget, str):
+            if not math.isfinite(budget) or budget <= 0:
+                raise ValueError(f"QFA budget: `budget={budget!r}` must be a positive number of bits.")
+            return cls("bits", float(budget))
+        match = _PATTERN.match(budget)
+        if match is None:
+            raise ValueError(
+                f"QFA budget: cannot read `budget={budget!r}`; write average bits ('3.0bits' or 3.0) or a size "
+                "('2.5GB', '500MiB')."
+            )
+        value, unit = float(match.group(1)), match.group(2).lower()
+        if value <= 0:
+            raise ValueError(f"QFA budget: `budget={budget!r}` must be positive.")
+        if unit.startswith("bit"):
+            return cls("bits", value)
+        return cls("bytes", value * _BYTE_UNITS[unit])
+
+    def to_json(self) -> str:
+        """The text form :meth:`parse` reads back exactly: ``"3bits"`` or ``"2500000000B"``."""
+        return f"{self.value!r}bits" if self.kind == "bits" else f"{self.value!r}B"
 
     def measure(self, cost: Cost) -> float:
         """The part of ``cost`` this budget limits."""
@@ -116,4 +142,22 @@ def check_feasible(space: SearchSpace, budget: Budget) -> None:
     )
 
 
-__all__ = ["KINDS", "Budget", "check_feasible", "extreme_subnets", "feasible_range", "parse_budgets"]
+def feasible_budgets(space: SearchSpace, budgets: Budget | float | int | str | Sequence) -> list[Budget]:
+    """Parse ``budgets`` (one or a list) and check each against ``space``: what every entry point of a
+    search does once, before passing the typed budgets down."""
+    parsed = parse_budgets(budgets)
+    for budget in parsed:
+        check_feasible(space, budget)
+    return parsed
+
+
+__all__ = [
+    "BITS_TOLERANCE",
+    "KINDS",
+    "Budget",
+    "check_feasible",
+    "extreme_subnets",
+    "feasible_budgets",
+    "feasible_range",
+    "parse_budgets",
+]

@@ -3,9 +3,10 @@
 A materialized subnet keeps, per linear, only the bit-width its group was given, with the
 adapter already folded into the zero points. The layer is a :class:`QFALinear` with a single
 candidate bit-width: the same parameter names (``b{bits}_packed`` / ``b{bits}_scales`` /
-``b{bits}_zeros``, ``bias``), the same forward (:func:`peft_qfa.ops.quantized_linear`: the
-``qfa_kernels`` kernel on GPU, the torch reference on CPU; a bfloat16 model on the CPU runs torch's
-int4 kernel instead, see :mod:`peft_qfa.quant.cpu_int4`) and the same save/load path through
+``b{bits}_zeros``, ``bias``), the same forward through the backend dispatcher
+(:func:`peft_qfa.ops.layer_forward`: the ``qfa_kernels`` kernel on GPU, the torch reference on CPU;
+as a packed layer it may also take torch's CPU int4 kernel for bfloat16 inputs, see
+:mod:`peft_qfa.quant.cpu_int4`) and the same save/load path through
 the ``"qfa"`` quantizer, so the subnet API reads its fixed bits like any supernet layer's.
 """
 
@@ -14,8 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..quant import QuantizedWeight
-from ..quant.cpu_int4 import Int4CpuWeight, cpu_int4_supports
-from ..supernet.layer import QFALinear
+from .layer import QFALinear
 
 
 class QFAPackedLinear(QFALinear):
@@ -25,6 +25,9 @@ class QFAPackedLinear(QFALinear):
         bits (`int`): the layer's one bit-width (a single ``int``, not a collection).
         in_features, out_features, group_size, bias, dtype, device: as in :class:`QFALinear`.
     """
+
+    supports_cpu_int4 = True
+    """A single packed bit-width: the dispatcher may repack it once for torch's CPU int4 kernel."""
 
     def __init__(
         self,
@@ -74,33 +77,6 @@ class QFAPackedLinear(QFALinear):
     @property
     def bits(self) -> int:
         return self.candidate_bits[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """bfloat16 on the CPU: torch's int4 kernel (:mod:`peft_qfa.quant.cpu_int4`); else the shared path."""
-        if (
-            x.device.type == "cpu"
-            and x.dtype == torch.bfloat16
-            and not (torch.is_grad_enabled() and x.requires_grad)
-        ):
-            int4 = self._cpu_int4_weight()
-            if int4 is not None:
-                return int4.linear(x, self.bias)
-        elif x.device.type != "cpu" and getattr(self, "_int4_cache", None) is not None:
-            self._int4_cache = None  # moved off the CPU: drop the repacked CPU copy
-        return super().forward(x)
-
-    def _cpu_int4_weight(self) -> Int4CpuWeight | None:
-        """The weight repacked for the CPU int4 kernel, rebuilt whenever the stored tensors change
-        (``load_state_dict`` writes new values in place, ``load_quantized`` swaps the tensors).
-        Called on every token, so the check reads the three tensors directly."""
-        stored = (getattr(self, f"b{self.bits}_{part}") for part in ("packed", "scales", "zeros"))
-        key = tuple((t.data_ptr(), t._version) for t in stored)
-        cached = getattr(self, "_int4_cache", None)
-        if cached is None or cached[0] != key:
-            qweight = self.quantized()
-            weight = Int4CpuWeight.from_quantized(qweight) if cpu_int4_supports(qweight) else None
-            self._int4_cache = cached = (key, weight)
-        return cached[1]
 
     def extra_repr(self) -> str:
         return (

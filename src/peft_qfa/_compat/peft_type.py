@@ -1,4 +1,4 @@
-"""The one place where peft-qfa reaches into PEFT's internals: the ``QFA`` member of ``PeftType``.
+"""Upstream patch 1 of 6: a new member of PEFT's closed ``PeftType`` enum.
 
 PEFT registers third-party tuners with ``peft.utils.register_peft_method``, but that function
 only accepts names that are already members of the closed ``PeftType`` string enum, and Python's
@@ -7,6 +7,9 @@ tables (``_member_map_``, ``_value2member_map_``, ``_member_names_``), after che
 installed PEFT still has every internal this relies on. A PEFT release that moves them fails at
 ``import peft_qfa`` with an ``ImportError`` naming the supported versions, instead of failing
 later with a ``KeyError`` deep inside ``PeftModel.from_pretrained``.
+
+Upstream hook that would make this unnecessary: ``register_peft_method`` accepting a name that is
+not yet a ``PeftType`` member (or ``PeftType`` becoming an open registry).
 """
 
 from __future__ import annotations
@@ -19,16 +22,7 @@ import peft.mapping
 import peft.utils
 from peft.utils import PeftType
 
-from ..supernet.space import ADAPTER_PREFIX
-
-QFA_NAME = "qfa"
-"""Registered name of the tuner (lower case, as ``register_peft_method`` requires)."""
-
-QFA_PREFIX = ADAPTER_PREFIX
-"""Name prefix of every adapter parameter (``"qfa_"``); the cost model leaves parameters under it out of
-deployed bytes, so it is defined once, in :mod:`peft_qfa.supernet.space`."""
-
-SUPPORTED_PEFT = "peft>=0.18 (tested with 0.18.0 and 0.21.2)"
+SUPPORTED_PEFT = "peft>=0.19.1 (tested with 0.19.1 and 0.21.2)"
 
 _MAPPINGS = (
     "PEFT_TYPE_TO_CONFIG_MAPPING",
@@ -62,7 +56,7 @@ def check_peft_compatibility(
         raise ImportError(
             f"peft-qfa cannot register its QFA tuner with the installed peft {peft.__version__}: it lacks "
             f"{', '.join(missing)}. The QFA tuner supports {SUPPORTED_PEFT}; install one of those, e.g. "
-            "`pip install 'peft>=0.18,<=0.21.2'`."
+            "`pip install 'peft>=0.19.1'`."
         )
 
 
@@ -72,6 +66,7 @@ def extend_peft_type(name: str) -> PeftType:
     Afterwards ``PeftType.QFA``, ``PeftType("QFA")``, ``PeftType["QFA"]`` and ``"QFA" in list(PeftType)``
     behave as for a built-in member, and the member hashes like the plain string ``"QFA"``.
     """
+    check_peft_compatibility()
     key = name.upper()
     if key in PeftType.__members__:
         return PeftType[key]
@@ -90,27 +85,23 @@ def extend_peft_type(name: str) -> PeftType:
     return member
 
 
-check_peft_compatibility()
-QFA_PEFT_TYPE = extend_peft_type(QFA_NAME)
+def register_tuner(name: str, config_cls: type, model_cls: type, prefix: str) -> PeftType:
+    """Add ``name`` to ``PeftType`` and register the tuner with PEFT once (a second call is a no-op).
 
-
-def register_qfa_tuner(config_cls: type, model_cls: type) -> None:
-    """Register the QFA config and tuner with PEFT once (a second import of the package is a no-op)."""
-    registered = peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING.get(QFA_PEFT_TYPE)
-    if registered is model_cls and peft.mapping.PEFT_TYPE_TO_CONFIG_MAPPING.get(QFA_PEFT_TYPE) is config_cls:
-        return
-    peft.utils.register_peft_method(
-        name=QFA_NAME, config_cls=config_cls, model_cls=model_cls, prefix=QFA_PREFIX
-    )
+    The version gate (:func:`check_peft_compatibility`) runs first, in :func:`extend_peft_type`.
+    """
+    member = extend_peft_type(name)
+    registered = peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING.get(member)
+    if registered is model_cls and peft.mapping.PEFT_TYPE_TO_CONFIG_MAPPING.get(member) is config_cls:
+        return member
+    peft.utils.register_peft_method(name=name, config_cls=config_cls, model_cls=model_cls, prefix=prefix)
+    return member
 
 
 __all__ = [
-    "QFA_NAME",
-    "QFA_PEFT_TYPE",
-    "QFA_PREFIX",
     "SUPPORTED_PEFT",
     "check_peft_compatibility",
     "extend_peft_type",
     "missing_peft_internals",
-    "register_qfa_tuner",
+    "register_tuner",
 ]
