@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from ..atomic import staged_folder
 from ..search.saved_data import save_search_data, search_token_ids
 from .materialize import forget_adapter_loading, qfa_config, unwrap_model
 from .model_card import write_model_card
@@ -112,11 +113,12 @@ def save_supernet(
     if search_data is not None:
         search_data = search_token_ids(search_data)  # checked before anything is written
     has_adapters = bool(_adapter_layers(base))
-    (_without_adapters(base) if has_adapters else base).save_pretrained(folder, max_shard_size=max_shard_size)
-    if has_adapters:
-        _save_adapters(model, folder)
-    if search_data is not None:
-        save_search_data(folder, search_data)
+    with staged_folder(folder, "save_supernet folder") as staging:  # a kill leaves the old folder or the new one
+        (_without_adapters(base) if has_adapters else base).save_pretrained(staging, max_shard_size=max_shard_size)
+        if has_adapters:
+            _save_adapters(model, staging)
+        if search_data is not None:
+            save_search_data(staging, search_data)
 
 
 def _adapters_belong_to(folder: str, repo_id: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import attach_atomic_save_pretrained
 from ..supernet.config import QFAQuantizationConfig
 from ..supernet.layer import BitSelectableLayer, find_bit_layers
 from ..supernet.space import Subnet
@@ -112,6 +113,7 @@ def finish_deployed(model: nn.Module, config: QFAQuantizationConfig) -> None:
     model.requires_grad_(False)
     model.eval()
     attach_qfa_push_to_hub(model)
+    attach_atomic_save_pretrained(model)
 
 
 @torch.no_grad()

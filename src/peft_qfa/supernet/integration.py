@@ -18,6 +18,7 @@ from transformers.utils import logging
 from ..quant import QuantizedWeight
 from .config import QFAQuantizationConfig
 from .layer import QFALinear
+from .scope import conv1d_message
 
 logger = logging.get_logger(__name__)
 
@@ -88,6 +89,7 @@ def find_qfa_targets(
             )
         targets[name] = module
     if not targets:
+        conv1d_message(model)  # GPT-2-style Conv1D layers: name them rather than "no linear layer"
         examples = list(linears)[:5]
         raise ValueError(
             f"QFAQuantizationConfig(target_modules={config.target_modules!r}, "

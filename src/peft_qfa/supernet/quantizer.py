@@ -23,7 +23,9 @@ from transformers.quantizers.auto import register_quantizer
 
 from .calibration import build_supernet, calibration_tokens
 from .config import QUANT_METHOD, QFAQuantizationConfig, parse_budget
+from .integrity import check_checkpoint_tensors
 from .integration import find_qfa_targets, guard_key_patterns, guard_state_dict, replace_with_qfa_linear
+from .scope import check_supported_model
 from .subnet import set_subnet
 
 
@@ -70,6 +72,7 @@ class QFAHfQuantizer(HfQuantizer):
                 self.target_names = replace_with_packed_linear(model, self.quantization_config, dtype, keep_fp32)
             else:
                 self.target_names = replace_with_qfa_linear(model, self.quantization_config, dtype, keep_fp32)
+            check_checkpoint_tensors(model, self.quantization_config, self.target_names, self.checkpoint_files)
             # Each saved layer also carries a `{layer}.weight` guard for loads without peft_qfa; it is not a
             # parameter of QFALinear, so tell the loader not to report it as unexpected.
             ignored = set(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])
@@ -77,6 +80,7 @@ class QFAHfQuantizer(HfQuantizer):
         else:
             # Resolve and check the targets on the meta skeleton, before the weights are read.
             self.target_names = list(find_qfa_targets(model, self.quantization_config, keep_fp32))
+            check_supported_model(model, self.quantization_config, self.target_names)
 
     def _process_model_after_weight_loading(self, model, **kwargs):
         config = self.quantization_config

@@ -303,12 +303,12 @@ def train_supernet(options: Mapping[str, Any]):
         default_data_collator,
     )
     from transformers.trainer_callback import DefaultFlowCallback
-    from transformers.trainer_utils import get_last_checkpoint
-
+    from ..atomic import atomic_folder
     from ..deploy import save_supernet
     from ..supernet.config import QFAQuantizationConfig
     from ..tuner import QFAConfig
     from .callback import QFASamplerCallback
+    from .resume import latest_complete_checkpoint
 
     options = dict(options)  # the rank and scale defaults are filled in below
     output = Path(options["output"]).expanduser()
@@ -382,21 +382,25 @@ def train_supernet(options: Mapping[str, Any]):
 
     resume = options["resume"]
     if resume == "auto":
-        resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        resume, skipped = latest_complete_checkpoint(checkpoints)
+        for line in skipped:
+            print(f"peft-qfa train: --resume auto {line}.")
         if resume is None:
-            raise ValueError(f"peft-qfa train: --resume auto found no checkpoint in {checkpoints}.")
+            raise ValueError(f"peft-qfa train: --resume auto found no complete checkpoint in {checkpoints}.")
+        print(f"peft-qfa train: resuming from {resume} (the newest complete checkpoint).")
     trainer.train(resume_from_checkpoint=resume)
 
     if trainer.is_world_process_zero():
-        save_supernet(model, output, search_data=search_ids)
-        tokenizer.save_pretrained(output)  # what `peft-qfa search`/evaluation need next to the supernet
-        summary = {
-            "sampler": callback.sampler.config(),
-            "steps": trainer.state.global_step,
-            "bit_counts": {g: {str(b): n for b, n in c.items()} for g, c in callback.bit_counts.items()},
-            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
-        }
-        (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        with atomic_folder(output, "--output") as staging:  # a kill leaves the old output or the new one
+            save_supernet(model, staging, search_data=search_ids)
+            tokenizer.save_pretrained(staging)  # what `peft-qfa search`/evaluation need next to the supernet
+            summary = {
+                "sampler": callback.sampler.config(),
+                "steps": trainer.state.global_step,
+                "bit_counts": {g: {str(b): n for b, n in c.items()} for g, c in callback.bit_counts.items()},
+                "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
+            }
+            (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         print(f"\nOptimizer steps per bit-width and group ({callback.sampler.name} schedule):")
         print(callback.summary())
         print(f"\nSaved the supernet and its adapters to {output}")

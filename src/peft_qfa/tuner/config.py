@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from peft import PeftConfig
@@ -141,9 +142,10 @@ class QFAConfig(PeftConfig):
         if (
             isinstance(self.lora_alpha, bool)
             or not isinstance(self.lora_alpha, (int, float))
+            or not math.isfinite(self.lora_alpha)
             or self.lora_alpha <= 0
         ):
-            raise ValueError(f"QFAConfig: `lora_alpha` must be a positive number, got {self.lora_alpha!r}.")
+            raise ValueError(f"QFAConfig: `lora_alpha` must be a positive number (finite, not NaN), got {self.lora_alpha!r}.")
         if (
             isinstance(self.lora_dropout, bool)
             or not isinstance(self.lora_dropout, (int, float))
