@@ -13,6 +13,7 @@ from .search import SearchResult, plot_pareto, search_subnet
 # --- supernet (issue 3): layers, spaces, subnets and the "qfa" transformers quantization method;
 # importing registers it ---
 from .supernet.config import QFAQuantizationConfig
+from .supernet.integrity import allow_other_supernet
 from .supernet.layer import QFALinear
 from .supernet.quantizer import QFAHfQuantizer
 from .supernet.space import SearchSpace, Subnet
@@ -64,6 +65,7 @@ __all__ = [
     "QFALinear",
     "SearchSpace",
     "Subnet",
+    "allow_other_supernet",
     "get_subnet",
     "search_space",
     "set_subnet",

@@ -74,10 +74,32 @@ def model_source(what: str, value: Any, *, needs: str = "config.json") -> str:
             raise FileNotFoundError(
                 f"{what} `{text}` holds no {needs}; give a folder written by save_pretrained (or a Hub repo id)."
             )
+        weight_files(what, path)
         return str(path)
-    if looks_like_local_path(text):
+    if looks_like_local_path(text) or not _valid_repo_id(text):
         raise FileNotFoundError(f"{what} `{text}`: no such folder. Check the path (or give a Hub repo id).")
     return text
+
+
+def _valid_repo_id(text: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def weight_files(what: str, folder: Path) -> None:
+    """Read the header of every safetensors file in ``folder``: a truncated one is named before any load."""
+    from .supernet.integrity import safetensors_header
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            safetensors_header(path)
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from None
 
 
 def existing_files(what: str, values: list[str]) -> list[str]:
@@ -110,6 +132,37 @@ def json_mapping(what: str, text: str) -> dict:
     return dict(data)
 
 
+
+
+def token_ids_in_vocab(what: str, batches, vocab_size: int) -> None:
+    """Refuse token ids outside ``[0, vocab_size)`` (an embedding lookup would fail deep inside torch)."""
+    low = min((int(b.min()) for b in batches if b.numel()), default=0)
+    high = max((int(b.max()) for b in batches if b.numel()), default=0)
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"{what}: token ids range from {low} to {high}, outside this model's vocabulary of {vocab_size} ids; "
+            "were they made with another tokenizer? Tokenize with the model's own tokenizer."
+        )
+
+
+def saved_qfa_config(what: str, folder: str) -> dict | None:
+    """The ``quantization_config`` of a local saved model's config.json (``None`` for a Hub id); must be ``"qfa"``."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{what}: {path} is not valid JSON ({err}); save the model again.") from None
+    quantization = config.get("quantization_config") if isinstance(config, Mapping) else None
+    if not isinstance(quantization, Mapping) or quantization.get("quant_method") != "qfa":
+        raise ValueError(
+            f"{what} `{folder}` is not a QFA model (its config.json has no `qfa` quantization_config); give a folder "
+            "written by `peft-qfa train` / `peft_qfa.save_supernet`."
+        )
+    return dict(quantization)
+
+
 __all__ = [
     "existing_files",
     "finite_number",
@@ -119,4 +172,7 @@ __all__ = [
     "output_folder",
     "parsed",
     "positive_int",
+    "saved_qfa_config",
+    "token_ids_in_vocab",
+    "weight_files",
 ]

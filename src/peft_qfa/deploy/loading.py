@@ -40,6 +40,7 @@ from ..supernet.config import QFAQuantizationConfig
 from ..supernet.integration import find_qfa_targets
 from ..supernet.layer import find_bit_layers
 from ..supernet.subnet import search_space
+from ..validate import model_source
 from .materialize import materialize_in_place
 from .packed_layer import QFAPackedLinear
 
@@ -190,6 +191,7 @@ def from_pretrained(
             f"{type(budget).__name__}."
         )
     Budget.parse(budget)  # a malformed budget fails before anything is loaded
+    path = model_source("path", path)  # a missing folder or a truncated weight file, too
     options = dict(search_options or {})
     if strategy is not None:
         options["strategy"] = strategy

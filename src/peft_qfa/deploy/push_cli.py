@@ -27,10 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM
 
+    from ..search.cli_checks import check_push_args
     from ..search.saved_data import find_search_data
     from .hub import HubPushError, push_to_hub
     from .materialize import qfa_config
 
+    check_push_args(args)  # before the load
     model = AutoModelForCausalLM.from_pretrained(args.folder)  # a supernet folder brings its adapters along
     search_data = None if qfa_config(model).materialized else find_search_data(model, args.folder)
     try:

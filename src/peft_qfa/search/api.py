@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from ..supernet.subnet import search_space
+from ..validate import token_ids_in_vocab
 from .evaluators import make_evaluator
 from .result import SearchResult
 from .strategies import DEFAULT_STRATEGY, SearchStrategy, run_search
@@ -97,6 +98,8 @@ def search_subnet(
     elif isinstance(tokenizer, str):
         tokenizer = load_tokenizer(tokenizer, model)
     evaluator = make_evaluator(eval_data, tokenizer, **evaluator_options)
+    if getattr(evaluator, "batches", None) is not None:  # token ids: checked here, not as an IndexError in torch
+        token_ids_in_vocab("eval_data", evaluator.batches, model.get_input_embeddings().num_embeddings)
     space = search_space(model, granularity)
     return run_search(model, space, budget, evaluator, strategy, **options)
 

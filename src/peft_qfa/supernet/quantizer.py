@@ -23,8 +23,8 @@ from transformers.quantizers.auto import register_quantizer
 
 from .calibration import build_supernet, calibration_tokens
 from .config import QUANT_METHOD, QFAQuantizationConfig, parse_budget
-from .integrity import check_checkpoint_tensors
 from .integration import find_qfa_targets, guard_key_patterns, guard_state_dict, replace_with_qfa_linear
+from .integrity import check_checkpoint_tensors
 from .scope import check_supported_model
 from .subnet import set_subnet
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..validate import parsed as parse_flag
 from .samplers import SAMPLERS
 
 HELP = "Train a QFA supernet: every 2/3/4-bit subnet of a model in one Trainer run."
@@ -160,14 +160,15 @@ def resolve_options(args: argparse.Namespace | Mapping[str, Any]) -> dict[str, A
     parsed = {}
     for name, value in values.items():
         option = _BY_NAME[name]
-        parsed[name] = option.parse(value) if value is not None else None
+        flag = "--" + name.replace("_", "-")
+        parsed[name] = parse_flag(flag, value, option.parse) if value is not None else None
         if option.choices and parsed[name] not in option.choices:
             raise ValueError(f"peft-qfa train: `{name}={parsed[name]!r}` is not one of {list(option.choices)}.")
     if parsed["schedule"] == "fixed" and parsed["fixed_bits"] is None:
         raise ValueError("peft-qfa train: `--schedule fixed` needs `--fixed-bits` (the bit-width to train).")
     for name in ("steps", "batch_size", "grad_accum", "seq_len", "logging_steps"):
         if parsed[name] <= 0:
-            raise ValueError(f"peft-qfa train: `{name}` must be positive, got {parsed[name]}.")
+            raise ValueError(f"peft-qfa train: --{name.replace('_', '-')} must be positive, got {parsed[name]}.")
     return parsed
 
 
@@ -303,14 +304,17 @@ def train_supernet(options: Mapping[str, Any]):
         default_data_collator,
     )
     from transformers.trainer_callback import DefaultFlowCallback
+
     from ..atomic import atomic_folder
     from ..deploy import save_supernet
     from ..supernet.config import QFAQuantizationConfig
     from ..tuner import QFAConfig
     from .callback import QFASamplerCallback
+    from .checks import check_train_options
     from .resume import latest_complete_checkpoint
 
     options = dict(options)  # the rank and scale defaults are filled in below
+    check_train_options(options)  # values, paths, scope, targets, rank: before the data or the model
     output = Path(options["output"]).expanduser()
     checkpoints = output / "checkpoints"
     tokenizer = AutoTokenizer.from_pretrained(options["model"])
@@ -408,10 +412,5 @@ def train_supernet(options: Mapping[str, Any]):
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        options = resolve_options(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    train_supernet(options)
+    train_supernet(resolve_options(args))  # a bad option raises; the CLI prints it as one line (exit status 2)
     return 0

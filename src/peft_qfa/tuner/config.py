@@ -62,6 +62,10 @@ class QFAConfig(PeftConfig):
             adapter is created; an adapter is refused on a supernet with other bit-widths.
         group_size (`int`, *optional*):
             Quantization group size of that supernet; recorded and checked the same way.
+        supernet_fingerprint (`str`, *optional*):
+            A hash of the supernet the adapter was created on (its layers and a few integer codes, see
+            `peft_qfa.supernet.integrity.supernet_fingerprint`). Recorded when the adapter is created; loading
+            the adapter onto another supernet is refused unless wrapped in ``peft_qfa.allow_other_supernet()``.
         format_version (`int`, *optional*):
             Version of this config's saved form; written by the library, not by users.
     """
@@ -110,6 +114,10 @@ class QFAConfig(PeftConfig):
     group_size: int | None = field(
         default=None,
         metadata={"help": "Quantization group size of the supernet; recorded when the adapter is created."},
+    )
+    supernet_fingerprint: str | None = field(
+        default=None,
+        metadata={"help": "Hash of the supernet the adapter was created on; recorded and checked when loaded."},
     )
     format_version: int = field(
         default=FORMAT_VERSION, metadata={"help": "Saved-format version of this config."}
