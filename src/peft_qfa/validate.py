@@ -93,13 +93,14 @@ def _valid_repo_id(text: str) -> bool:
 
 def weight_files(what: str, folder: Path) -> None:
     """Read the header of every safetensors file in ``folder``: a truncated one is named before any load."""
-    from .supernet.integrity import safetensors_header
+    from .supernet.integrity import check_json_files, safetensors_header
 
-    for path in sorted(folder.glob("*.safetensors")):
-        try:
+    try:
+        check_json_files(folder)
+        for path in sorted(folder.glob("*.safetensors")):
             safetensors_header(path)
-        except ValueError as err:
-            raise ValueError(f"{what}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
 
 
 def existing_files(what: str, values: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 GROUP_SIZE = 32
+PROGRESS = re.compile(r"\[\d\d:\d\d")  # a tqdm progress bar's elapsed-time field
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,13 @@ def _far_ids(folder: Path) -> None:
     save_file({"input_ids": torch.full((2, 24), 5000, dtype=torch.long)}, folder / "qfa_search_data.safetensors")
 
 
+def _json_file(fx: dict, name: str, data) -> Path:
+    """A file under ``root`` holding ``data`` as JSON (``None``: text that is not JSON)."""
+    path = fx["root"] / name
+    path.write_text("{not json" if data is None else json.dumps(data))
+    return path
+
+
 def _train(fx, *extra, out="train_out"):
     base = ["train", "--model", fx["fp"], "--data", fx["text"], "--output", fresh_out(fx, out), "--method", "rtn",
             "--group-size", str(GROUP_SIZE), "--steps", "1", "--batch-size", "1", "--seq-len", "16"]
@@ -312,6 +321,9 @@ def _api_cases() -> list[Case]:
              lambda fx: _from_pretrained(fx, fx["root"] / "missing" / "supernet", 3.0), "no such folder"),
         Case("from_pretrained budget below range", "api",
              lambda fx: _from_pretrained(fx, fx["supernet"], 1.0), "below the smallest"),
+        Case("from_pretrained budget='abc'", "api", lambda fx: _from_pretrained(fx, fx["supernet"], "abc"), "budget"),
+        Case("save_supernet search_data beyond the vocabulary", "api",
+             lambda fx: _save_supernet(fx, fresh_out(fx, "s2"), search_data=torch.full((2, 8), 9999)), "search_data"),
         Case("from_pretrained budget list", "api", lambda fx: _from_pretrained(fx, fx["supernet"], [2.5, 3.0]),
              "budget"),
         Case("search_subnet ids beyond vocabulary", "api", lambda fx: _search(fx, 3.0, far), "vocabulary"),
@@ -358,6 +370,15 @@ def _file_cases() -> list[Case]:
              lambda fx: _load(_damaged(fx, "supernet", "fp", _adapter_from(fx, "other_supernet"))), "another supernet"),
         Case("config version from the future", "files",
              lambda fx: _load(_damaged(fx, "bare_supernet", "ver", _with_qconfig(version=99))), "version"),
+        Case("0-byte generation_config.json", "files",
+             lambda fx: _load(_damaged(fx, "bare_supernet", "gen", lambda f: (f / "generation_config.json").write_text(""))),
+             "generation_config.json"),
+        Case("0-byte adapter_config.json (peft_qfa.from_pretrained)", "files",
+             lambda fx: _from_pretrained(fx, _damaged(fx, "supernet", "adc", lambda f: (f / "adapter_config.json").write_text("")), 3.0),
+             "adapter_config.json"),
+        Case("truncated adapter_model.safetensors", "files",
+             lambda fx: _load(_damaged(fx, "supernet", "adm", lambda f: _truncate(f / "adapter_model.safetensors"))),
+             "adapter_model.safetensors"),
         Case("config bits=[5]", "files",
              lambda fx: _load(_damaged(fx, "bare_supernet", "b5", _with_qconfig(bits=[5]))), "bits"),
     ]
@@ -367,7 +388,8 @@ def _file_cases() -> list[Case]:
 TRAIN_FLAG_VALUES = (
     ("--group-size", "abc"), ("--lr", "abc"), ("--lr", "nan"), ("--lr", "-1"), ("--lora-alpha", "inf"),
     ("--max-grad-norm", "nan"), ("--bits", "5"), ("--bits", "2,x"), ("--r", "100"), ("--r", "0"), ("--steps", "0"),
-    ("--seq-len", "abc"),
+    ("--seq-len", "abc"), ("--period", "0"), ("--save-steps", "0"), ("--lr-scheduler", "bogus"),
+    ("--report-to", "bogus"), ("--calibration-samples", "0"), ("--search-tokens", "-1"), ("--seed", "x"),
 )
 
 
@@ -389,6 +411,10 @@ def _cli_cases() -> list[Case]:
              "--fixed-bits"),
         Case("train --fixed-bits 5", "cli", lambda fx: _train(fx, "--schedule", "fixed", "--fixed-bits", "5"),
              "--fixed-bits"),
+        Case("train --text-column nope", "cli", lambda fx: _train(fx, "--text-column", "nope"), "--text-column"),
+        Case("train --config with an unknown key", "cli", lambda fx: _train(fx, "--config", _json_file(
+            fx, "unknown.json", {"learning_rate": 1})), "unknown option"),
+        Case("train --config not JSON", "cli", lambda fx: _train(fx, "--config", fx["a_file"]), "not valid JSON"),
         Case("train --method awq", "cli", lambda fx: _train(fx, "--method", "awq"), "--method"),
         Case("train --model missing", "cli", lambda fx: _train(fx, "--model", fx["root"] / "missing_model"),
              "--model"),
@@ -424,6 +450,8 @@ def _cli_cases() -> list[Case]:
              "--max-tokens"),
         Case("search --seq-len abc", "cli", lambda fx: search(fx, "--budget", "3", "--seq-len", "abc"), "--seq-len"),
         Case("search --out a file", "cli", lambda fx: search(fx, "--budget", "3", "--out", fx["a_file"]), "--out"),
+        Case("search --data task.json not JSON", "cli", lambda fx: search(fx, "--budget", "3", "--data", _json_file(
+            fx, "task.json", None)), "--data"),
         Case("search --strategy bogus", "cli", lambda fx: search(fx, "--budget", "3", "--strategy", "bogus"),
              "--strategy"),
         Case("search a supernet without search data", "cli", lambda fx: search(fx, "--budget", "3",
@@ -490,7 +518,7 @@ def judge(case: Case, fx: dict) -> tuple[str, str]:
         if case.surface != "cli":
             return "silent", "no error"
         # progress bars (transformers' weight loading) share stderr; the error is the `peft-qfa ...` line
-        lines = [line for line in outcome.message.splitlines() if "\r" not in line and "it/s]" not in line]
+        lines = [line for line in outcome.message.splitlines() if "\r" not in line and not PROGRESS.search(line)]
         message = "\n".join(line for line in lines if line.strip())
         if outcome.rc == 0:
             return "silent", f"rc 0: {message}"

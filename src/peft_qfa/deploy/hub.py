@@ -24,6 +24,7 @@ from torch import nn
 
 from ..atomic import staged_folder
 from ..search.saved_data import save_search_data, search_token_ids
+from ..validate import token_ids_in_vocab
 from .materialize import forget_adapter_loading, qfa_config, unwrap_model
 from .model_card import write_model_card
 
@@ -112,6 +113,7 @@ def save_supernet(
         raise ValueError("save_supernet: this model is a materialized subnet; use its `save_pretrained`.")
     if search_data is not None:
         search_data = search_token_ids(search_data)  # checked before anything is written
+        token_ids_in_vocab("save_supernet: search_data", [search_data], base.get_input_embeddings().num_embeddings)
     has_adapters = bool(_adapter_layers(base))
     with staged_folder(folder, "save_supernet folder") as staging:  # a kill leaves the old folder or the new one
         (_without_adapters(base) if has_adapters else base).save_pretrained(staging, max_shard_size=max_shard_size)

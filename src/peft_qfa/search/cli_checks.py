@@ -59,6 +59,8 @@ def _check_common(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value}.")
     if getattr(args, "data", None):
         existing_files("--data", args.data)
+        if len(args.data) == 1 and args.data[0].endswith(".json"):
+            json_mapping("--data", args.data[0])  # a task file that does not parse fails before the load
     tokenizer = getattr(args, "tokenizer", None)
     if tokenizer and looks_like_local_path(tokenizer) and not Path(tokenizer).expanduser().exists():
         raise FileNotFoundError(f"--tokenizer `{tokenizer}`: no such folder.")

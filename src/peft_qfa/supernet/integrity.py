@@ -53,6 +53,22 @@ def safetensors_header(path: str | os.PathLike) -> dict[str, dict]:
     return entries
 
 
+def check_json_files(folder: str | os.PathLike) -> None:
+    """Every ``*.json`` file of a saved folder parses (an empty ``generation_config.json`` would load as defaults)."""
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not name.endswith(".json") or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                json.load(handle)
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"The file {path} is not valid JSON ({err}); it was probably cut off by an interrupted save. Save "
+                "the model again (or restore that file)."
+            ) from None
+
+
 def _expected_tensors(model: nn.Module, target_names: Iterable[str]) -> dict[str, dict[str, tuple[int, ...]]]:
     """``{target: {parameter name: shape}}`` of the (empty, meta) layers that will receive the weights."""
     expected = {}
@@ -106,6 +122,12 @@ def check_checkpoint_tensors(
     safetensors, or whose tensor names transformers converts on load, are left to transformers.
     """
     files = [os.fspath(f) for f in checkpoint_files or []]
+    if files:  # the folder's other files (adapters, search data, generation config) are read later by others
+        folder = os.path.dirname(files[0])
+        check_json_files(folder)
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".safetensors"):
+                safetensors_header(os.path.join(folder, name))
     if not files or not all(f.endswith(".safetensors") for f in files):
         return
     found: dict[str, tuple[int, ...]] = {}
@@ -208,6 +230,7 @@ __all__ = [
     "allow_other_supernet",
     "check_checkpoint_tensors",
     "check_fingerprint",
+    "check_json_files",
     "safetensors_header",
     "supernet_fingerprint",
 ]

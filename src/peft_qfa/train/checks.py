@@ -43,6 +43,21 @@ def check_values(options: Mapping[str, Any]) -> None:
         finite_number("--lora-alpha", options["lora_alpha"])
     if options["fixed_bits"] is not None and options["fixed_bits"] not in options["bits"]:
         raise ValueError(f"--fixed-bits={options['fixed_bits']} is not one of --bits={list(options['bits'])}.")
+    check_trainer_names(options)
+
+
+def check_trainer_names(options: Mapping[str, Any]) -> None:
+    """``--lr-scheduler`` and ``--report-to`` name things transformers knows (its own checks come much later)."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+    from transformers.trainer_utils import SchedulerType
+
+    schedules = [s.value for s in SchedulerType]
+    if options["lr_scheduler"] not in schedules:
+        raise ValueError(f"--lr-scheduler={options['lr_scheduler']!r} is not one of {schedules}.")
+    known = {"none", "all", *INTEGRATION_TO_CALLBACK}
+    unknown = [name for name in str(options["report_to"]).split(",") if name.strip() not in known]
+    if unknown:
+        raise ValueError(f"--report-to: unknown integration(s) {unknown}; choose from {sorted(known)}.")
 
 
 def check_paths(options: Mapping[str, Any]) -> None:
@@ -113,4 +128,4 @@ def check_train_options(options: Mapping[str, Any]) -> None:
     check_model(options)
 
 
-__all__ = ["check_model", "check_paths", "check_train_options", "check_values"]
+__all__ = ["check_model", "check_paths", "check_train_options", "check_trainer_names", "check_values"]
