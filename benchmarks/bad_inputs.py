@@ -2,7 +2,7 @@
 
     PYTHONPATH=src:kernels/build/torch-universal python benchmarks/bad_inputs.py [--verbose]
 
-Each case is judged as in the test (``clear``, ``unclear``, ``multi-line``, ``traceback``,
+Each case is judged as in the test (``clear``, ``late``, ``unclear``, ``multi-line``, ``traceback``,
 ``wrote``, ``silent``); the table counts them per surface (API, files, CLI).
 """
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.reliability.bad_inputs import all_cases, build_fixtures, judge  # noqa: E402
 
-VERDICTS = ("clear", "unclear", "multi-line", "traceback", "wrote", "silent")
+VERDICTS = ("clear", "late", "unclear", "multi-line", "traceback", "wrote", "silent")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ count table). A case runs against tiny saved models (:func:`build_fixtures`) and
   ``names`` text (the argument, flag or field), and nothing was written or changed;
 * ``unclear``: an error that does not name it; ``traceback``: a CLI exception that escaped;
 * ``multi-line``: a CLI error of more than one line or another exit status;
+* ``late``: a clear CLI error, but only after the model was loaded (``after_load`` cases excepted);
 * ``silent``: no error at all; ``wrote``: an error, but files were written or changed.
 """
 
@@ -34,6 +35,7 @@ class Case:
     surface: str  # "api", "files" or "cli"
     run: Callable[[dict], object]  # returns an ``Outcome`` (cli) or raises (api/files)
     names: str  # the text a clear message contains (the argument, flag or field)
+    after_load: bool = False  # a CLI case that can only be judged once the model is loaded
 
 
 @dataclass
@@ -439,6 +441,10 @@ def _cli_cases() -> list[Case]:
         Case("search --budget abc", "cli", lambda fx: search(fx, "--budget", "abc"), "--budget"),
         Case("search --budget 1.0", "cli", lambda fx: search(fx, "--budget", "1.0"), "--budget"),
         Case("search --budget 0", "cli", lambda fx: search(fx, "--budget", "0"), "--budget"),
+        Case("search --budget 1KB", "cli", lambda fx: search(fx, "--budget", "1KB"), "--budget"),
+        Case("search --budget 5GB", "cli", lambda fx: search(fx, "--budget", "5GB"), "--budget"),
+        Case("export --subnet missing a group", "cli", lambda fx: export(fx, "--subnet", '{"model.layers.0": 4}'),
+             "--subnet"),
         Case("search --budget 9", "cli", lambda fx: search(fx, "--budget", "9"), "--budget"),
         Case("search a materialized model", "cli", lambda fx: search(fx, "--budget", "3", key="materialized"),
              "materialized"),
@@ -524,6 +530,8 @@ def judge(case: Case, fx: dict) -> tuple[str, str]:
             return "silent", f"rc 0: {message}"
         if outcome.rc != 2 or len(message.splitlines()) != 1:
             return "multi-line", f"rc {outcome.rc}: {message}"
+        if "Loading weights" in outcome.message and not case.after_load:
+            return "late", message
     if _watched(fx) != before:
         return "wrote", message
     return ("clear" if case.names in message else "unclear"), message

@@ -11,7 +11,7 @@ import pytest
 
 from peft_qfa.testing import single_torch_thread
 
-from .bad_inputs import all_cases, build_fixtures, judge
+from .bad_inputs import all_cases, build_fixtures, cli, judge
 
 CASES = all_cases()
 
@@ -28,3 +28,29 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(case, fx, monkeypatch):
     with single_torch_thread():
         verdict, message = judge(case, fx)
     assert verdict == "clear", f"{case.surface}: {case.name}: {verdict}: {message}"
+
+
+def test_debug_shows_the_traceback_instead_of_the_line(fx):
+    from peft_qfa.cli import main
+
+    missing = str(fx["root"] / "nope")
+    assert cli("search", missing, "--budget", "3").rc == 2
+    with pytest.raises(FileNotFoundError, match="SUPERNET .* no such folder"):
+        main(["search", missing, "--budget", "3", "--debug"])
+
+
+def test_loading_adapters_onto_another_supernet_needs_the_explicit_override(fx):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    import peft_qfa
+
+    other = AutoModelForCausalLM.from_pretrained(fx["other_supernet"])
+    with pytest.raises(ValueError, match="trained on another supernet"):
+        PeftModel.from_pretrained(other, fx["supernet"])
+    with peft_qfa.allow_other_supernet():
+        loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(fx["other_supernet"]), fx["supernet"])
+    assert any(".qfa_A." in name for name, _ in loaded.named_parameters())
+    # on its own supernet the recorded fingerprint matches
+    own = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(fx["bare_supernet"]), fx["supernet"])
+    assert own.peft_config["default"].supernet_fingerprint == peft_qfa.supernet.integrity.supernet_fingerprint(own)

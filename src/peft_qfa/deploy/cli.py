@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from . import from_pretrained, materialize
 
     subnet = check_export_args(args)  # before the (slow) load of the supernet
-    if args.budget is not None and not args.data and not has_saved_search_data(args.supernet):
+    if args.budget is not None and not args.data and not has_saved_search_data(args.supernet):  # a Hub id
         raise ValueError(
             "--budget needs --data (texts or a .json task) to score subnets on; "
             f"`{args.supernet}` has no {SEARCH_DATA_NAME} of its own."

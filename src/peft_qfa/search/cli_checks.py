@@ -8,9 +8,11 @@ the supernet's bit-widths), an explicit subnet, the data files, the numbers and 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from ..supernet.config import parse_budget
+from ..supernet.space import Subnet
 from ..validate import (
     existing_files,
     json_mapping,
@@ -18,8 +20,11 @@ from ..validate import (
     model_source,
     output_folder,
     saved_qfa_config,
+    token_ids_in_vocab,
 )
+from .budget import Budget, check_feasible, feasible_range
 from .saved_data import SEARCH_DATA_NAME, has_saved_search_data
+from .saved_space import MARGIN, saved_search_space
 
 _COUNTS = {"max_tokens": 2, "seq_len": 2, "max_examples": 1, "n_random": 1, "n_refine": 1, "generations": 1,
            "children": 1}
@@ -37,7 +42,14 @@ def _supernet(args: argparse.Namespace) -> dict | None:
     return config
 
 
-def _check_budget(flag: str, text: str, config: dict | None) -> None:
+def _space(args: argparse.Namespace, config: dict | None):
+    """The saved supernet's search space from its file headers (``None`` for a Hub id or another layout)."""
+    if config is None:
+        return None
+    return saved_search_space(args.supernet, config)
+
+
+def _check_budget(flag: str, text: str, config: dict | None, space) -> None:
     from .cli import budget_value
 
     try:
@@ -50,6 +62,13 @@ def _check_budget(flag: str, text: str, config: dict | None) -> None:
             f"{flag} {text!r}: this supernet's bit-widths are {bits}, so an average-bits budget must lie between "
             f"{min(bits)} and {max(bits)}."
         )
+    if space is not None and kind == "bytes":
+        low, high = feasible_range(space, kind)
+        if not low * (1 - MARGIN) <= value <= high * (1 + MARGIN):
+            try:
+                check_feasible(space, Budget(kind, value * (1 + MARGIN) if value < low else value * (1 - MARGIN)))
+            except ValueError as err:
+                raise ValueError(f"{flag} {text!r}: {err}") from None
 
 
 def _check_common(args: argparse.Namespace) -> None:
@@ -66,14 +85,29 @@ def _check_common(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--tokenizer `{tokenizer}`: no such folder.")
 
 
+def _check_saved_search_data(args: argparse.Namespace, need: str = "give --data (texts or a .json task)") -> None:
+    """Without ``--data`` a local supernet must carry search data, whose ids fit its vocabulary."""
+    folder = Path(args.supernet)
+    if args.data or not folder.is_dir():
+        return
+    if not has_saved_search_data(folder):
+        raise ValueError(f"{need}: `{args.supernet}` has no {SEARCH_DATA_NAME} of its own.")
+    from safetensors.torch import load_file
+
+    vocab_size = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("vocab_size")
+    if isinstance(vocab_size, int):
+        ids = load_file(folder / SEARCH_DATA_NAME)["input_ids"]
+        token_ids_in_vocab(f"{SEARCH_DATA_NAME} of `{args.supernet}`", [ids], vocab_size)
+
+
 def check_search_args(args: argparse.Namespace) -> None:
     """``peft-qfa search``: the supernet folder, every ``--budget``, the data, the numbers and ``--out``."""
     config = _supernet(args)
+    space = _space(args, config)
     for budget in args.budget:
-        _check_budget("--budget", budget, config)
+        _check_budget("--budget", budget, config, space)
     _check_common(args)
-    if not args.data and Path(args.supernet).is_dir() and not has_saved_search_data(args.supernet):
-        raise ValueError(f"give --data (texts or a .json task): `{args.supernet}` has no {SEARCH_DATA_NAME}.")
+    _check_saved_search_data(args)
     if args.out:
         output_folder("--out", args.out)
 
@@ -83,8 +117,10 @@ def check_export_args(args: argparse.Namespace) -> dict | None:
     config = _supernet(args)
     output_folder("OUTPUT", args.output)
     _check_common(args)
+    space = _space(args, config)
     if args.budget is not None:
-        _check_budget("--budget", args.budget, config)
+        _check_budget("--budget", args.budget, config, space)
+        _check_saved_search_data(args, "--budget needs --data (texts or a .json task) to score subnets on")
         return None
     data = json_mapping("--subnet", args.subnet)
     subnet = data.get("bits", data)
@@ -96,6 +132,11 @@ def check_export_args(args: argparse.Namespace) -> dict | None:
             f"--subnet maps groups to bit-widths{allowed}, like {{\"model.layers.0\": 4}}; got "
             f"{dict(list(bad.items())[:3]) or 'an empty mapping'}."
         )
+    if space is not None:
+        try:
+            Subnet(space, subnet)
+        except ValueError as err:
+            raise ValueError(f"--subnet: {err}") from None
     return subnet
 
 

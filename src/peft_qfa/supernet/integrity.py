@@ -177,10 +177,9 @@ def supernet_fingerprint(model: nn.Module) -> str | None:
     codes, so adapters that record this hash can tell which supernet they were trained on. ``None``
     when the model holds no supernet layer (or its layers are not loaded yet).
     """
-    from .layer import QFALinear
+    from .layer import QFALinear, find_bit_layers
 
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, QFALinear)]
-    layers = [(n.replace("base_layer.", "").replace("base_model.model.", ""), m) for n, m in layers]
+    layers = [(n, m) for n, m in find_bit_layers(model).items() if isinstance(m, QFALinear)]
     if not layers:
         return None
     digest = hashlib.sha256()
