@@ -92,13 +92,11 @@ def _valid_repo_id(text: str) -> bool:
 
 
 def weight_files(what: str, folder: Path) -> None:
-    """Read the header of every safetensors file in ``folder``: a truncated one is named before any load."""
-    from .supernet.integrity import check_json_files, safetensors_header
+    """Check the JSON files, safetensors headers and adapters of ``folder``: a damaged one is named before any load."""
+    from .supernet.integrity import check_saved_folder
 
     try:
-        check_json_files(folder)
-        for path in sorted(folder.glob("*.safetensors")):
-            safetensors_header(path)
+        check_saved_folder(folder)
     except ValueError as err:
         raise ValueError(f"{what}: {err}") from None
 

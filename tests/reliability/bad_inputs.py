@@ -253,6 +253,14 @@ def _adapter_from(fx, other_key):
     return damage
 
 
+def _cli_error(outcome: Outcome) -> None:
+    """A CLI outcome as a file case: its one error line raised (rc 2 and one line, or ``AssertionError``)."""
+    lines = [line for line in outcome.message.splitlines() if line.startswith("peft-qfa")]
+    if outcome.rc != 2 or len(lines) != 1:
+        raise AssertionError(f"rc {outcome.rc}: {outcome.message}")
+    raise ValueError(lines[0])
+
+
 def _far_ids(folder: Path) -> None:
     from safetensors.torch import save_file
 
@@ -381,6 +389,15 @@ def _file_cases() -> list[Case]:
         Case("truncated adapter_model.safetensors", "files",
              lambda fx: _load(_damaged(fx, "supernet", "adm", lambda f: _truncate(f / "adapter_model.safetensors"))),
              "adapter_model.safetensors"),
+        Case("adapter_config.json r disagrees with the adapters", "files",
+             lambda fx: _load(_damaged(fx, "supernet", "adr", lambda f: edit_json(
+                 f / "adapter_config.json", lambda c: c.update(r=1)))), "`r=1`"),
+        Case("adapter_config.json r disagrees (search CLI)", "files",
+             lambda fx: _cli_error(cli("search", _damaged(fx, "supernet", "adr2", lambda f: edit_json(
+                 f / "adapter_config.json", lambda c: c.update(r=1))), "--budget", "3")), "`r=1`"),
+        Case("adapter_config.json bits disagree with the supernet", "files",
+             lambda fx: _load(_damaged(fx, "supernet", "adb", lambda f: edit_json(
+                 f / "adapter_config.json", lambda c: c.update(bits=[3, 4])))), "bits"),
         Case("config bits=[5]", "files",
              lambda fx: _load(_damaged(fx, "bare_supernet", "b5", _with_qconfig(bits=[5]))), "bits"),
     ]
@@ -423,6 +440,9 @@ def _cli_cases() -> list[Case]:
         Case("train --model a file", "cli", lambda fx: _train(fx, "--model", fx["a_file"]), "--model"),
         Case("train --model BERT", "cli", lambda fx: _train(fx, "--model", fx["bert"]), "decoder-only"),
         Case("train --model ViT", "cli", lambda fx: _train(fx, "--model", fx["vit"]), "--model"),
+        Case("train --model a QFA supernet", "cli", lambda fx: _train(fx, "--model", fx["supernet"]), "--model"),
+        Case("train --model a materialized model", "cli", lambda fx: _train(fx, "--model", fx["materialized"]),
+             "--model"),
         Case("train --model GPT-2", "cli", lambda fx: _train(fx, "--model", fx["gpt2"]), "Conv1D"),
         Case("train --data missing.txt", "cli", lambda fx: _train(fx, "--data", fx["root"] / "missing.txt"),
              "--data"),
@@ -442,6 +462,7 @@ def _cli_cases() -> list[Case]:
         Case("search --budget 1.0", "cli", lambda fx: search(fx, "--budget", "1.0"), "--budget"),
         Case("search --budget 0", "cli", lambda fx: search(fx, "--budget", "0"), "--budget"),
         Case("search --budget 1KB", "cli", lambda fx: search(fx, "--budget", "1KB"), "--budget"),
+        Case("export --budget 1MB", "cli", lambda fx: export(fx, "--budget", "1MB"), "'1MB' (1 MB)"),
         Case("search --budget 5GB", "cli", lambda fx: search(fx, "--budget", "5GB"), "--budget"),
         Case("export --subnet missing a group", "cli", lambda fx: export(fx, "--subnet", '{"model.layers.0": 4}'),
              "--subnet"),

@@ -55,23 +55,35 @@ def file_hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): _content_hash(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def kill_after(delay: float, work) -> bool:
-    """Fork, run ``work()`` in the child, SIGKILL it after ``delay`` s; whether it was still running."""
+def kill_after(delay: float, work, trigger=None) -> bool:
+    """Fork, run ``work()`` in the child and SIGKILL it ``delay`` s after ``trigger()`` first holds (default: at
+    once); returns whether it was still running. A trigger makes the kill land inside a write even on a busy machine."""
     pid = os.fork()
     if pid == 0:  # the child: work, then leave without running the parent's exit handlers
         try:
             work()
         finally:
             os._exit(0)
+    give_up = time.perf_counter() + 60.0
+    while trigger is not None and not trigger() and time.perf_counter() < give_up:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return False
+        time.sleep(0.001)
     deadline = time.perf_counter() + delay
     while time.perf_counter() < deadline:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished:
+        if os.waitpid(pid, os.WNOHANG)[0]:
             return False
-        time.sleep(min(0.005, max(0.0, deadline - time.perf_counter())))
+        time.sleep(min(0.002, max(0.0, deadline - time.perf_counter())))
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return True
+
+
+def _repeat(work):
+    def forever():
+        while True:
+            work()
+    return forever
 
 
 def save_rounds(root: Path, n: int, rng: random.Random) -> list[dict]:
@@ -94,11 +106,18 @@ def save_rounds(root: Path, n: int, rng: random.Random) -> list[dict]:
     seconds = time.perf_counter() - started
     current = "a"
     results = []
-    for _ in range(n):
+    staging = lambda: any(p.name.startswith("target.tmp-") for p in root.iterdir())  # noqa: E731
+    for i in range(n):
         new = "b" if current == "a" else "a"
         model, ids = states[new]
-        delay = rng.uniform(0.0, 1.3 * seconds)
-        killed = kill_after(delay, lambda m=model, i=ids: peft_qfa.save_supernet(m, target, search_data=i))
+        save = _repeat(lambda m=model, i=ids: peft_qfa.save_supernet(m, target, search_data=i))
+        if i % 2:  # a random moment after the save started
+            delay = rng.uniform(0.0, 1.5 * seconds)
+            killed = kill_after(delay, save)
+        else:  # a random moment once the staging folder exists: inside the write
+            delay = rng.uniform(0.0, 0.3 * seconds)
+            killed = kill_after(delay, save, trigger=staging)
+        before = sorted(p.name for p in root.iterdir() if p.name.startswith("target."))
         recovered = recover_folder(target) is not None
         hashes = file_hashes(target) if target.is_dir() else {}
         state = next((k for k, ref in references.items() if ref == hashes), None)
@@ -108,7 +127,7 @@ def save_rounds(root: Path, n: int, rng: random.Random) -> list[dict]:
             loaded = any(".qfa_" in n for n, _ in loaded_model.named_parameters())
         strays = sorted(p.name for p in root.iterdir() if p.name.startswith("target."))
         results.append({"delay": round(delay, 4), "killed": killed, "state": state, "expected_new": new,
-                        "loaded": loaded, "recovered": recovered, "strays": strays})
+                        "loaded": loaded, "recovered": recovered, "strays": strays, "siblings_at_kill": before})
         current = state or current
     return results
 
@@ -128,8 +147,15 @@ def checkpoint_rounds(root: Path, n: int, rng: random.Random) -> list[dict]:
                                  save_strategy="steps", report_to="none", use_cpu=True, logging_steps=1000,
                                  disable_tqdm=True)
         trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator)
-        delay = rng.uniform(0.2, 1.2)
-        kill_after(delay, trainer.train)
+        first = out / "checkpoint-1"
+        if i % 2:  # a random moment after the first checkpoint
+            delay = rng.uniform(0.0, 0.5)
+            kill_after(delay, trainer.train, trigger=first.is_dir)
+        else:  # the moment a later checkpoint folder exists without its trainer_state.json: inside the write
+            delay, after = 0.0, rng.randint(2, 4)
+            kill_after(delay, trainer.train, trigger=lambda o=out, a=after: any(
+                int(p.name.split("-")[1]) >= a and not (p / "trainer_state.json").exists()
+                for p in o.glob("checkpoint-*")))
         folders = []
         newest = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-3:]
         for folder in newest:  # the last ones: the kill can only have hit the newest
@@ -143,7 +169,7 @@ def checkpoint_rounds(root: Path, n: int, rng: random.Random) -> list[dict]:
             folders.append({"name": folder.name, "incomplete": reason, "loads": loads})
         chosen, skipped = latest_complete_checkpoint(out)
         results.append({"delay": round(delay, 4), "folders": folders, "chosen": chosen and Path(chosen).name,
-                        "skipped": skipped})
+                        "skipped": skipped, "timed_to_a_write": not i % 2})
     return results
 
 

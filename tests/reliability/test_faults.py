@@ -2,7 +2,8 @@
 
 The kill test runs ``fault_worker.py`` in a subprocess (imports once, forks a child per kill): 16
 kills of ``save_supernet`` and 8 of a Trainer writing a checkpoint every step, at delays drawn from
-a seeded RNG.
+a seeded RNG; half of them are timed from the moment a write is seen in progress, so that the test
+exercises interrupted writes even on a busy machine.
 """
 
 from __future__ import annotations
@@ -38,14 +39,13 @@ def fault_report(tmp_path_factory):
 def test_a_killed_save_supernet_leaves_the_old_or_the_new_folder_and_it_loads(fault_report):
     rounds = fault_report["saves"]
     assert len(rounds) == SAVE_KILLS
-    assert sum(r["killed"] for r in rounds) >= SAVE_KILLS // 2  # most kills hit a save in progress
+    assert all(r["killed"] for r in rounds)  # the child saves in a loop: every kill lands in a save
     for r in rounds:
         assert r["state"] in ("a", "b"), r  # file for file the old state or the new one
         assert r["loaded"], r
         assert r["strays"] == [], r  # no staging or old folder left beside the target
-    # the kills landed both before the swap (old state kept) and after it (new state complete)
-    killed = [r for r in rounds if r["killed"]]
-    assert {r["state"] == r["expected_new"] for r in killed} == {True, False}
+    # at least half the kills hit a half-written staging folder, which recovery removed
+    assert sum(any(".tmp-" in name for name in r["siblings_at_kill"]) for r in rounds) >= SAVE_KILLS // 2
 
 
 def test_a_killed_checkpoint_write_is_skipped_and_the_chosen_one_loads(fault_report):
@@ -57,7 +57,10 @@ def test_a_killed_checkpoint_write_is_skipped_and_the_chosen_one_loads(fault_rep
         if r["chosen"] is not None:
             assert r["chosen"] in complete, r
         assert all(line.startswith("skipped checkpoint-") for line in r["skipped"]), r
-    assert any(r["skipped"] for r in rounds)  # some kills did land inside a checkpoint write
+    # the kills timed to a checkpoint folder without its trainer_state.json left an incomplete one behind, and
+    # `--resume auto` chose the intact one before it (the kill of the issue: an empty newest checkpoint)
+    timed = [r for r in rounds if r["timed_to_a_write"]]
+    assert sum(bool(r["skipped"]) and r["chosen"] is not None for r in timed) >= len(timed) // 2
 
 
 def _folder(path: Path, **files: str) -> Path:

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..supernet.subnet import search_space
 from ..validate import token_ids_in_vocab
+from .budget import parse_budgets
 from .evaluators import make_evaluator
 from .result import SearchResult
 from .strategies import DEFAULT_STRATEGY, SearchStrategy, run_search
@@ -92,6 +93,7 @@ def search_subnet(
     >>> packed = peft_qfa.materialize(peft_model, result.best(3.0).subnet)
     ```
     """
+    parse_budgets(budget)  # a malformed budget fails before the data are tokenized
     evaluator_options = {k: options.pop(k) for k in EVALUATOR_OPTIONS if k in options}
     if tokenizer is None and _needs_tokenizer(eval_data):
         tokenizer = load_tokenizer(None, model)

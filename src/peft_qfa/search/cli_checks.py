@@ -22,7 +22,7 @@ from ..validate import (
     saved_qfa_config,
     token_ids_in_vocab,
 )
-from .budget import Budget, check_feasible, feasible_range
+from .budget import Budget, feasible_range
 from .saved_data import SEARCH_DATA_NAME, has_saved_search_data
 from .saved_space import MARGIN, saved_search_space
 
@@ -65,10 +65,12 @@ def _check_budget(flag: str, text: str, config: dict | None, space) -> None:
     if space is not None and kind == "bytes":
         low, high = feasible_range(space, kind)
         if not low * (1 - MARGIN) <= value <= high * (1 + MARGIN):
-            try:
-                check_feasible(space, Budget(kind, value * (1 + MARGIN) if value < low else value * (1 - MARGIN)))
-            except ValueError as err:
-                raise ValueError(f"{flag} {text!r}: {err}") from None
+            budget = Budget(kind, value)
+            raise ValueError(
+                f"{flag} {text!r} ({budget.format()}) is outside this supernet's range: its subnets take "
+                f"{budget.format(low)} (every group at its fewest bits) to {budget.format(high)} (every group at its "
+                "most bits)."
+            )
 
 
 def _check_common(args: argparse.Namespace) -> None:

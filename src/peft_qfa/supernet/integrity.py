@@ -69,6 +69,52 @@ def check_json_files(folder: str | os.PathLike) -> None:
             ) from None
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_ADAPTER_KEY = re.compile(r"\.qfa_(?P<matrix>[AB])\.(?:[^.]+\.)?b(?P<bits>\d+)(?:\.weight)?$")
+
+
+def check_saved_folder(folder: str | os.PathLike) -> None:
+    """The files of a saved folder that no weight loader checks before use: JSON, safetensors headers, adapters."""
+    check_json_files(folder)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            safetensors_header(os.path.join(folder, name))
+    check_adapter_files(folder)
+
+
+def check_adapter_files(folder: str | os.PathLike) -> None:
+    """QFA adapters saved in ``folder``: the rank ``r`` and the ``bits`` of adapter_config.json match the tensors.
+
+    PEFT would otherwise re-initialise every mismatched matrix with a load report (or fail with a size
+    error that names no field).
+    """
+    config_path = os.path.join(folder, ADAPTER_CONFIG)
+    weights_path = os.path.join(folder, ADAPTER_WEIGHTS)
+    if not (os.path.isfile(config_path) and os.path.isfile(weights_path)):
+        return
+    with open(config_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    if not isinstance(config, dict) or str(config.get("peft_type", "")).upper() != "QFA":
+        return
+    r, bits = config.get("r"), config.get("bits")
+    for key, entry in safetensors_header(weights_path).items():
+        match = _ADAPTER_KEY.search(key)
+        if match is None:
+            continue
+        rank = entry["shape"][0] if match["matrix"] == "A" else entry["shape"][-1]
+        if rank != r:
+            raise ValueError(
+                f"{config_path} says `r={r}`, but {weights_path} holds rank-{rank} adapters (e.g. `{key}` of shape "
+                f"{entry['shape']}); restore the adapter_config.json saved with these weights."
+            )
+        if bits and int(match["bits"]) not in bits and not config.get("shared_adapters"):
+            raise ValueError(
+                f"{config_path} says `bits={bits}`, but {weights_path} holds adapters for {match['bits']} bits "
+                f"(`{key}`); restore the adapter_config.json saved with these weights."
+            )
+
+
 def _expected_tensors(model: nn.Module, target_names: Iterable[str]) -> dict[str, dict[str, tuple[int, ...]]]:
     """``{target: {parameter name: shape}}`` of the (empty, meta) layers that will receive the weights."""
     expected = {}
@@ -124,10 +170,7 @@ def check_checkpoint_tensors(
     files = [os.fspath(f) for f in checkpoint_files or []]
     if files:  # the folder's other files (adapters, search data, generation config) are read later by others
         folder = os.path.dirname(files[0])
-        check_json_files(folder)
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".safetensors"):
-                safetensors_header(os.path.join(folder, name))
+        check_saved_folder(folder)
     if not files or not all(f.endswith(".safetensors") for f in files):
         return
     found: dict[str, tuple[int, ...]] = {}
@@ -227,9 +270,11 @@ def check_fingerprint(recorded: str | None, model: nn.Module) -> str | None:
 
 __all__ = [
     "allow_other_supernet",
+    "check_adapter_files",
     "check_checkpoint_tensors",
     "check_fingerprint",
     "check_json_files",
+    "check_saved_folder",
     "safetensors_header",
     "supernet_fingerprint",
 ]

@@ -101,6 +101,13 @@ def check_model(options: Mapping[str, Any]) -> None:
         model_config = AutoConfig.from_pretrained(options["model"])
     except (OSError, ValueError) as err:
         raise ValueError(f"--model `{options['model']}`: cannot read its config.json: {err}") from None
+    quantized = getattr(model_config, "quantization_config", None)
+    if quantized is not None:
+        method = quantized.get("quant_method") if isinstance(quantized, dict) else getattr(quantized, "quant_method", "?")
+        raise ValueError(
+            f"--model `{options['model']}` is already quantized (quant_method={method!r}); `peft-qfa train` builds the "
+            "supernet itself from the full-precision model, so give that model's folder or Hub id."
+        )
     try:
         with torch.device("meta"):
             skeleton = AutoModelForCausalLM.from_config(model_config)
