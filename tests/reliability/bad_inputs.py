@@ -479,6 +479,8 @@ def _cli_cases() -> list[Case]:
         Case("search --out a file", "cli", lambda fx: search(fx, "--budget", "3", "--out", fx["a_file"]), "--out"),
         Case("search --data task.json not JSON", "cli", lambda fx: search(fx, "--budget", "3", "--data", _json_file(
             fx, "task.json", None)), "--data"),
+        Case("search --data task.json without examples", "cli", lambda fx: search(fx, "--budget", "3", "--data",
+             _json_file(fx, "task2.json", {"questions": []})), "--data"),
         Case("search --strategy bogus", "cli", lambda fx: search(fx, "--budget", "3", "--strategy", "bogus"),
              "--strategy"),
         Case("search a supernet without search data", "cli", lambda fx: search(fx, "--budget", "3",

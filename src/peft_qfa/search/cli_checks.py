@@ -49,11 +49,17 @@ def _space(args: argparse.Namespace, config: dict | None):
     return saved_search_space(args.supernet, config)
 
 
-def _check_budget(flag: str, text: str, config: dict | None, space) -> None:
-    from .cli import budget_value
-
+def _number_or_text(text: str) -> float | str:
+    """``--budget`` as the CLI passes it on: a plain number is average bits, anything else a budget string."""
     try:
-        kind, value = parse_budget(budget_value(text))
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _check_budget(flag: str, text: str, config: dict | None, space) -> None:
+    try:
+        kind, value = parse_budget(_number_or_text(text))
     except (TypeError, ValueError) as err:
         raise ValueError(f"{flag} {text!r}: {str(err).removeprefix('QFAQuantizationConfig: ')}") from None
     bits = (config or {}).get("bits")
@@ -80,8 +86,13 @@ def _check_common(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value}.")
     if getattr(args, "data", None):
         existing_files("--data", args.data)
-        if len(args.data) == 1 and args.data[0].endswith(".json"):
-            json_mapping("--data", args.data[0])  # a task file that does not parse fails before the load
+        if len(args.data) == 1 and args.data[0].endswith(".json"):  # a task: checked before the load
+            from .evaluators import load_task
+
+            try:
+                load_task(args.data[0])
+            except ValueError as err:
+                raise ValueError(f"--data {args.data[0]}: {str(err).removeprefix('MultipleChoiceEvaluator: ')}") from None
     tokenizer = getattr(args, "tokenizer", None)
     if tokenizer and looks_like_local_path(tokenizer) and not Path(tokenizer).expanduser().exists():
         raise FileNotFoundError(f"--tokenizer `{tokenizer}`: no such folder.")

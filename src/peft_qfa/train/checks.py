@@ -21,6 +21,10 @@ from ..validate import (
     positive_int,
 )
 
+TEXT_SUFFIXES = (".txt", ".text", ".md")
+JSON_SUFFIXES = (".json", ".jsonl")
+"""The data files ``peft-qfa train`` reads (a ``--data`` entry without one of them is a ``datasets`` name)."""
+
 
 def check_values(options: Mapping[str, Any]) -> None:
     """The numbers and choices of a resolved option set (each error names its flag)."""
@@ -63,8 +67,6 @@ def check_trainer_names(options: Mapping[str, Any]) -> None:
 def check_paths(options: Mapping[str, Any]) -> None:
     """The model folder, the data files, the output folder and an explicit checkpoint to resume from."""
     model_source("--model", options["model"])
-    from .cli import JSON_SUFFIXES, TEXT_SUFFIXES
-
     named_files = [d for d in options["data"] if d.endswith(TEXT_SUFFIXES + JSON_SUFFIXES) or looks_like_local_path(d)]
     local = [d for d in options["data"] if Path(d).expanduser().exists()]
     if local or named_files:  # local data (a `datasets` name has no suffix and is not a path)

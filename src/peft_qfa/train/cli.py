@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ..validate import parsed as parse_flag
+from .checks import JSON_SUFFIXES, TEXT_SUFFIXES
 from .samplers import SAMPLERS
 
 HELP = "Train a QFA supernet: every 2/3/4-bit subnet of a model in one Trainer run."
 
-TEXT_SUFFIXES = (".txt", ".text", ".md")
-JSON_SUFFIXES = (".json", ".jsonl")
 SUMMARY_FILE = "qfa_training.json"
 
 
