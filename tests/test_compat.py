@@ -45,6 +45,25 @@ def test_bind_push_to_hub_binds_to_the_instance_only(model):
     assert "push_to_hub" not in vars(LlamaForCausalLM)  # the class keeps transformers' method
 
 
+def test_bind_staged_save_pretrained_writes_through_the_staging_folder(model, tmp_path):
+    import contextlib
+
+    staged = []
+
+    @contextlib.contextmanager
+    def staged_folder(target, what):
+        staging = tmp_path / "staging"
+        staged.append((str(target), what))
+        yield staging
+        staging.rename(target)
+
+    _compat.bind_staged_save_pretrained(model, staged_folder)
+    model.save_pretrained(tmp_path / "out")
+    assert staged == [(str(tmp_path / "out"), "save_pretrained folder")]
+    assert (tmp_path / "out" / "config.json").is_file() and not (tmp_path / "staging").exists()
+    assert "save_pretrained" not in vars(LlamaForCausalLM)  # the class keeps transformers' method
+
+
 def test_forget_adapter_loading_clears_what_load_adapter_leaves(model):
     model.peft_config = {"default": object()}
     model._hf_peft_config_loaded = True
@@ -79,5 +98,7 @@ def test_version_gates_name_the_missing_object(monkeypatch):
         _compat.after_next_load_adapter(Bare(), lambda: None)
     with pytest.raises(ImportError, match="PreTrainedModel.push_to_hub"):
         _compat.bind_push_to_hub(Bare(), lambda self: None)
+    with pytest.raises(ImportError, match="PreTrainedModel.save_pretrained"):
+        _compat.bind_staged_save_pretrained(Bare(), lambda target, what: None)
     with pytest.raises(ImportError, match="_hf_peft_config_loaded"):
         _compat.forget_adapter_loading(Bare())

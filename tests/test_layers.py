@@ -17,9 +17,10 @@ PACKAGE = "peft_qfa"
 SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_compat", "quant"),  # upstream patches and pure tensor math: import nothing of ours but each other
+    ("_compat", "quant", "atomic"),  # upstream patches, pure tensor math, atomic folder writes: import nothing of ours
     ("ops",),  # the backend dispatcher and quantized_linear
     ("supernet",),  # config, the layers (QFALinear, QFAPackedLinear), calibration, space, cost
+    ("validate",),  # argument, path, file and vocabulary checks shared by the layers above
     ("tuner",),  # the "qfa" PEFT method
     ("checkpoint",),  # saving and loading a supernet folder
     ("search", "train"),  # peers
@@ -29,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 """Bottom to top. A tuple holds peers: same rank, no imports between them."""
 
-ENTRY_MODULES = ("peft_qfa", "peft_qfa.cli", "peft_qfa.testing", "peft_qfa.testing_hub")
+ENTRY_MODULES = ("peft_qfa", "peft_qfa.cli", "peft_qfa.cli_errors", "peft_qfa.testing", "peft_qfa.testing_hub")
 """Modules on top whatever package they sit in (besides every ``cli``/``*_cli`` module)."""
 
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

@@ -15,6 +15,7 @@ from .integrations import QFAHfQuantizer  # importing registers the "qfa" transf
 from .search import SearchResult, plot_pareto, search_subnet
 from .supernet.budget import Budget
 from .supernet.config import QFAQuantizationConfig
+from .supernet.integrity import allow_other_supernet
 from .supernet.layer import QFALinear
 from .supernet.packed_layer import QFAPackedLinear
 from .supernet.space import SearchSpace, Subnet
@@ -45,6 +46,7 @@ __all__ = [
     "QFAQuantizationConfig",
     "SearchSpace",
     "Subnet",
+    "allow_other_supernet",
     "get_subnet",
     "save_supernet",
     "search_space",

@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .cli_errors import DEBUG_FLAG, OneLineArgumentParser, run_reporting_errors, split_debug
+
 COMMANDS: dict[str, str] = {
     "train": "peft_qfa.train.cli",
     "search": "peft_qfa.search.cli",
@@ -22,9 +24,10 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="peft-qfa",
         description="Fine-tune a quantized LLM once as a 2/3/4-bit supernet (LLM-QFA), deploy it at any budget.",
+        epilog=f"Errors are one line (exit status 2); {DEBUG_FLAG} anywhere on the line shows the full traceback.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
@@ -37,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the chosen command and return its exit status."""
+    argv, debug = split_debug(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    return int(run_reporting_errors(f"peft-qfa {args.command}", lambda: args._run(args), debug) or 0)
 
 
 if __name__ == "__main__":

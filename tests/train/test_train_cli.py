@@ -67,7 +67,7 @@ def test_bad_options_are_named(tmp_path, capsys):
         resolve_options(parse("--config", str(config)))
     with pytest.raises(ValueError, match="`--schedule fixed` needs `--fixed-bits`"):
         resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--schedule", "fixed"))
-    with pytest.raises(ValueError, match="`steps` must be positive, got 0"):
+    with pytest.raises(ValueError, match="--steps must be positive, got 0"):
         resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--steps", "0"))
     assert main(["train", "--data", "a.txt"]) == 2
     assert "--model, --output must be given" in capsys.readouterr().err
@@ -189,7 +189,9 @@ def test_search_tokens_are_whole_blocks_from_the_end_and_at_most_a_tenth():
         hold_back_search_blocks(blocks, search_tokens=-1, seq_len=4)
 
 
-def test_train_command_resumes_from_its_checkpoints(tmp_path, text_files, tiny_model_with_tokenizer_dir, monkeypatch):
+def test_train_command_resumes_from_its_checkpoints(
+    tmp_path, text_files, tiny_model_with_tokenizer_dir, monkeypatch, capsys
+):
     common = [
         "train", "--model", tiny_model_with_tokenizer_dir, "--data", *text_files, "--method", "rtn",
         "--group-size", "32", "--r", "2", "--batch-size", "2", "--seq-len", "16", "--lr", "0.01", "--steps", "4",
@@ -201,14 +203,19 @@ def test_train_command_resumes_from_its_checkpoints(tmp_path, text_files, tiny_m
         patch.setattr(transformers, "Trainer", _trainer_stopping_at(2))
         train_supernet(resolve_options(parse(*interrupted)))
     assert (tmp_path / "b" / "checkpoints" / "checkpoint-2").is_dir()
+    (tmp_path / "b" / "checkpoints" / "checkpoint-3").mkdir()  # what a kill during the next checkpoint leaves
+    capsys.readouterr()
     resumed, resumed_callback = train_supernet(resolve_options(parse(*interrupted, "--resume", "auto")))
+    printed = capsys.readouterr().out
+    assert "skipped checkpoint-3: no trainer_state.json" in printed
+    assert f"resuming from {tmp_path / 'b' / 'checkpoints' / 'checkpoint-2'}" in printed
 
     assert resumed.state.global_step == 4
     assert resumed_callback.bit_counts == straight_callback.bit_counts
     ours = dict(resumed.model.named_parameters())
     trained = [(n, p) for n, p in straight.model.named_parameters() if p.requires_grad]
     assert trained and all(torch.equal(p, ours[n]) for n, p in trained)
-    with pytest.raises(ValueError, match="--resume auto found no checkpoint in"):
+    with pytest.raises(FileNotFoundError, match="--resume auto: .* does not exist"):
         train_supernet(resolve_options(parse(*common[1:], "--output", str(tmp_path / "c"), "--resume", "auto")))
 
 

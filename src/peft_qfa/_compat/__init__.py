@@ -7,6 +7,7 @@
 5. The private attributes ``load_adapter`` leaves behind are cleared once the adapters are merged.
 6. ``model._keys_to_ignore_on_load_unexpected`` names the saved guard weights.
 7. A model materialized in place gets the quantizer attributes ``from_pretrained`` would set.
+8. A materialized model's ``save_pretrained`` writes into a staging folder swapped in by a rename.
 
 Before any of them, :mod:`.versions` refuses an installed torch, transformers or peft outside the
 ranges this package declares (one ``ImportError`` naming the package, its version and the fix).
@@ -24,6 +25,7 @@ from .transformers import (
     accept_loading_attributes,
     after_next_load_adapter,
     bind_push_to_hub,
+    bind_staged_save_pretrained,
     forget_adapter_loading,
     ignore_unexpected_keys,
     mark_quantized,
@@ -35,6 +37,7 @@ __all__ = [
     "accept_loading_attributes",
     "after_next_load_adapter",
     "bind_push_to_hub",
+    "bind_staged_save_pretrained",
     "check_peft_compatibility",
     "extend_peft_type",
     "forget_adapter_loading",

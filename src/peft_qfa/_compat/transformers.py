@@ -78,6 +78,27 @@ def bind_push_to_hub(model: Any, push: Callable[..., Any]) -> None:
     model.push_to_hub = MethodType(push, model)
 
 
+def bind_staged_save_pretrained(model: Any, staged_folder: Callable[..., Any]) -> None:
+    """Make ``model.save_pretrained(folder, ...)`` write into ``staged_folder(folder, what)`` (a staging folder
+    swapped in by a rename), so a kill mid-save leaves the old folder or the new one. A push to the Hub
+    (``push_to_hub=True``) goes through unchanged.
+
+    Upstream hook that would make this unnecessary: ``save_pretrained`` writing atomically itself
+    (into a temporary folder beside the target, renamed at the end).
+    """
+    original = getattr(type(model), "save_pretrained", None)
+    _require(callable(original), "PreTrainedModel.save_pretrained")
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if kwargs.get("push_to_hub"):
+            return original(self, save_directory, *args, **kwargs)
+        with staged_folder(save_directory, "save_pretrained folder") as staging:
+            return original(self, staging, *args, **kwargs)
+
+    save_pretrained.__doc__ = original.__doc__
+    model.save_pretrained = MethodType(save_pretrained, model)
+
+
 def forget_adapter_loading(model: Any) -> None:
     """Drop what transformers' ``load_adapter`` left on a model whose adapters are gone (merged or stripped).
 
@@ -131,6 +152,7 @@ __all__ = [
     "accept_loading_attributes",
     "after_next_load_adapter",
     "bind_push_to_hub",
+    "bind_staged_save_pretrained",
     "forget_adapter_loading",
     "ignore_unexpected_keys",
     "mark_quantized",

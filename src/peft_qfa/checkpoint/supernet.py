@@ -19,8 +19,10 @@ from typing import Any
 from torch import nn
 
 from .._compat import forget_adapter_loading
+from ..atomic import staged_folder
 from ..supernet.config import qfa_config, unwrap_model
 from ..tuner import QFAAdapterLayer
+from ..validate import token_ids_in_vocab
 from .search_data import save_search_data, search_token_ids
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
@@ -119,12 +121,14 @@ def save_supernet(
         raise ValueError("save_supernet: this model is a materialized subnet; use its `save_pretrained`.")
     if search_data is not None:
         search_data = search_token_ids(search_data)  # checked before anything is written
+        token_ids_in_vocab("save_supernet: search_data", [search_data], base.get_input_embeddings().num_embeddings)
     has_adapters = bool(_adapter_layers(base))
-    (_without_adapters(base) if has_adapters else base).save_pretrained(folder, max_shard_size=max_shard_size)
-    if has_adapters:
-        _save_adapters(model, folder)
-    if search_data is not None:
-        save_search_data(folder, search_data)
+    with staged_folder(folder, "save_supernet folder") as staging:  # a kill leaves the old folder or the new one
+        (_without_adapters(base) if has_adapters else base).save_pretrained(staging, max_shard_size=max_shard_size)
+        if has_adapters:
+            _save_adapters(model, staging)
+        if search_data is not None:
+            save_search_data(staging, search_data)
 
 
 __all__ = [

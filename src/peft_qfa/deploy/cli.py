@@ -10,9 +10,6 @@ and the supernet's tokenizer into ``OUTPUT``, ready for ``from_pretrained`` or `
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 from ..checkpoint import SEARCH_DATA_NAME, has_saved_search_data
 from ..search.cli import add_search_arguments, budget_value, read_data, search_options
@@ -31,28 +28,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_search_arguments(parser, data_required=False)  # only a --budget needs data
 
 
-def _explicit_subnet(text: str) -> dict:
-    path = Path(text)
-    data = json.loads(path.read_text() if path.is_file() else text)
-    return data.get("bits", data)
-
-
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..atomic import atomic_folder
+    from ..search.cli_checks import check_export_args
     from . import from_pretrained, materialize
 
-    if args.subnet:
+    subnet = check_export_args(args)  # before the (slow) load of the supernet
+    if args.budget is not None and not args.data and not has_saved_search_data(args.supernet):  # a Hub id
+        raise ValueError(
+            "--budget needs --data (texts or a .json task) to score subnets on; "
+            f"`{args.supernet}` has no {SEARCH_DATA_NAME} of its own."
+        )
+    if subnet is not None:
         supernet = AutoModelForCausalLM.from_pretrained(args.supernet)
-        model = materialize(supernet, _explicit_subnet(args.subnet))
+        model = materialize(supernet, subnet)
     else:
-        if not args.data and not has_saved_search_data(args.supernet):
-            print(
-                "peft-qfa export: --budget needs --data (texts or a .json task) to score subnets on; "
-                f"`{args.supernet}` has no {SEARCH_DATA_NAME} of its own.",
-                file=sys.stderr,
-            )
-            return 2
         model = from_pretrained(
             args.supernet,
             budget_value(args.budget),
@@ -61,11 +53,15 @@ def run(args: argparse.Namespace) -> int:
             search_options=search_options(args),
         )
         print(model.qfa_search_result.table())
-    model.save_pretrained(args.output)
     try:
-        AutoTokenizer.from_pretrained(args.tokenizer or args.supernet).save_pretrained(args.output)
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.supernet)
     except (OSError, ValueError):
+        tokenizer = None
         print("peft-qfa export: no tokenizer found beside the supernet; copy one into the output folder.")
+    with atomic_folder(args.output, "OUTPUT") as staging:  # a kill leaves the old folder or the new one
+        model.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
     config = model.config.quantization_config
     bits = sorted(set(config.layer_bits.values()))
     print(f"saved a {len(config.layer_bits)}-layer model with bit-widths {bits} to {args.output}")

@@ -43,6 +43,7 @@ from ..supernet.layer import find_bit_layers
 from ..supernet.packed_layer import QFAPackedLinear
 from ..supernet.space import SearchSpace
 from ..supernet.subnet import search_space
+from ..validate import model_source
 from .materialize import materialize_in_place
 
 
@@ -137,6 +138,7 @@ def from_pretrained(
             "`peft_qfa.search_subnet` then `peft_qfa.materialize` for each); got "
             f"{type(budget).__name__}."
         )
+    path = model_source("path", path)  # a missing folder or a truncated weight file fails before any load
     options = dict(search_options or {})
     if strategy is not None:
         options["strategy"] = strategy

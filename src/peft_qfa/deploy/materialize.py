@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._compat import forget_adapter_loading, mark_quantized
+from .._compat import bind_staged_save_pretrained, forget_adapter_loading, mark_quantized
+from ..atomic import staged_folder
 from ..supernet.config import QFAQuantizationConfig, qfa_config, unwrap_model
 from ..supernet.layer import BitSelectableLayer, find_bit_layers
 from ..supernet.packed_layer import QFAPackedLinear
@@ -73,6 +74,7 @@ def finish_deployed(model: nn.Module, config: QFAQuantizationConfig) -> None:
     model.requires_grad_(False)
     model.eval()
     attach_qfa_push_to_hub(model)
+    bind_staged_save_pretrained(model, staged_folder)
 
 
 @torch.no_grad()

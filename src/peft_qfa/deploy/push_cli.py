@@ -28,9 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM
 
     from ..checkpoint import find_search_data
+    from ..search.cli_checks import check_push_args
     from ..supernet.config import qfa_config
     from .hub import HubPushError, push_to_hub
 
+    check_push_args(args)  # before the load
     model = AutoModelForCausalLM.from_pretrained(args.folder)  # a supernet folder brings its adapters along
     search_data = None if qfa_config(model).materialized else find_search_data(model, args.folder)
     try:

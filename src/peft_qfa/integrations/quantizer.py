@@ -38,6 +38,8 @@ from ..supernet.integration import (
     guard_state_dict,
     replace_with_qfa_linear,
 )
+from ..supernet.integrity import check_checkpoint_tensors
+from ..supernet.scope import check_supported_model
 from ..supernet.subnet import set_subnet
 
 
@@ -81,12 +83,14 @@ class QFAHfQuantizer(HfQuantizer):
             self.checkpoint_files = kwargs.get("checkpoint_files")
             # a supernet, or a deployed subnet (one packed bit-width per layer)
             self.target_names = replace_with_qfa_linear(model, self.quantization_config, dtype, keep_fp32)
+            check_checkpoint_tensors(model, self.quantization_config, self.target_names, self.checkpoint_files)
             # Each saved layer also carries a `{layer}.weight` guard for loads without peft_qfa; it is not a
             # parameter of QFALinear, so tell the loader not to report it as unexpected.
             ignore_unexpected_keys(model, guard_key_patterns(self.target_names))
         else:
             # Resolve and check the targets on the meta skeleton, before the weights are read.
             self.target_names = list(find_qfa_targets(model, self.quantization_config, keep_fp32))
+            check_supported_model(model, self.quantization_config, self.target_names)
 
     def _process_model_after_weight_loading(self, model, **kwargs):
         config = self.quantization_config

@@ -10,6 +10,7 @@ from torch import nn
 from ..supernet.budget import Budget, feasible_budgets
 from ..supernet.space import SearchSpace
 from ..supernet.subnet import search_space
+from ..validate import token_ids_in_vocab
 from .evaluators import make_evaluator
 from .result import SearchResult
 from .strategies import DEFAULT_STRATEGY, SearchStrategy, make_strategy
@@ -116,6 +117,8 @@ def search_in_space(
     elif isinstance(tokenizer, str):
         tokenizer = load_tokenizer(tokenizer, model)
     evaluator = make_evaluator(eval_data, tokenizer, **evaluator_options)
+    if getattr(evaluator, "batches", None) is not None:  # token ids: checked here, not as an IndexError in torch
+        token_ids_in_vocab("eval_data", evaluator.batches, model.get_input_embeddings().num_embeddings)
     return make_strategy(strategy, **options).run(model, space, list(budgets), evaluator)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 HELP = "Search a saved supernet for the best subnet under one or more bit or byte budgets."
@@ -96,16 +95,14 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import SEARCH_DATA_NAME, find_search_data
     from ..search import plot_pareto, search_subnet
+    from .cli_checks import check_search_args
 
+    check_search_args(args)  # before the (slow) load of the supernet
     budgets = [budget_value(b) for b in args.budget]
     model = AutoModelForCausalLM.from_pretrained(args.supernet)
     data = read_data(args.data) if args.data else find_search_data(model, args.supernet)
     if data is None:
-        print(
-            f"peft-qfa search: give --data (texts or a .json task): `{args.supernet}` has no {SEARCH_DATA_NAME}.",
-            file=sys.stderr,
-        )
-        return 2
+        raise ValueError(f"give --data (texts or a .json task): `{args.supernet}` has no {SEARCH_DATA_NAME}.")
     result = search_subnet(model, budgets, data, tokenizer=args.tokenizer, **search_options(args))
     print(result.table())
     print(

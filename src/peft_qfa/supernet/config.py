@@ -126,6 +126,9 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             read back from a saved supernet carries it, which is why it needs no ``calibration``.
         version (`int`, *optional*):
             Format version of the saved config; written by the library, not by users.
+        allow_any_model (`bool`, *optional*, defaults to `False`):
+            Build a supernet from a model that is not a decoder-only causal LM (see
+            :mod:`peft_qfa.supernet.scope`); such models are refused otherwise. Never serialized.
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         selection: Mapping[str, Any] | None = None,
         subnet: Mapping[str, int] | None = None,
         version: int = CONFIG_VERSION,
+        allow_any_model: bool = False,
         **kwargs,
     ):
         quant_method = kwargs.pop("quant_method", QUANT_METHOD)
@@ -180,6 +184,7 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         self.search_options = search_options
         self.layer_bits = layer_bits
         self.selection = selection
+        self.allow_any_model = allow_any_model
         self.post_init()
 
     # ------------------------------------------------------------------ validation
@@ -219,6 +224,8 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
                 raise ValueError(f"QFAQuantizationConfig: `{name}` must be a positive int, got {value!r}.")
         if not isinstance(self.damp_percent, (int, float)) or not 0 < self.damp_percent <= 1:
             raise ValueError(f"QFAQuantizationConfig: `damp_percent` must be in (0, 1], got {self.damp_percent!r}.")
+        if not isinstance(self.allow_any_model, bool):
+            raise TypeError(f"QFAQuantizationConfig: `allow_any_model` must be a bool, got {self.allow_any_model!r}.")
         if not isinstance(self.act_order, bool):
             raise TypeError(f"QFAQuantizationConfig: `act_order` must be a bool, got {self.act_order!r}.")
         if isinstance(self.budget, Mapping):

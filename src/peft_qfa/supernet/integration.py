@@ -19,6 +19,7 @@ from ..quant import QuantizedWeight
 from .config import QFAQuantizationConfig
 from .layer import QFALinear
 from .packed_layer import QFAPackedLinear
+from .scope import conv1d_message
 
 logger = logging.get_logger(__name__)
 
@@ -89,6 +90,7 @@ def find_qfa_targets(
             )
         targets[name] = module
     if not targets:
+        conv1d_message(model)  # GPT-2-style Conv1D layers: name them rather than "no linear layer"
         examples = list(linears)[:5]
         raise ValueError(
             f"QFAQuantizationConfig(target_modules={config.target_modules!r}, "

@@ -7,7 +7,6 @@ Options come from flags, from a JSON file (``--config run.json``, keys are the f
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from .recipe import OPTIONS, resolve_options, train_supernet
@@ -39,10 +38,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        options = resolve_options(vars(args))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    train_supernet(options)
+    train_supernet(resolve_options(vars(args)))  # a bad option raises; the CLI prints it as one line (exit status 2)
     return 0

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..validate import parsed as parse_flag
+from .checks import JSON_SUFFIXES, TEXT_SUFFIXES
 from .samplers import SAMPLERS
 
-TEXT_SUFFIXES = (".txt", ".text", ".md")
-JSON_SUFFIXES = (".json", ".jsonl")
 SUMMARY_FILE = "qfa_training.json"
 
 
@@ -138,14 +138,15 @@ def resolve_options(given: Mapping[str, Any]) -> dict[str, Any]:
     parsed = {}
     for name, value in values.items():
         option = _BY_NAME[name]
-        parsed[name] = option.parse(value) if value is not None else None
+        flag = "--" + name.replace("_", "-")
+        parsed[name] = parse_flag(flag, value, option.parse) if value is not None else None
         if option.choices and parsed[name] not in option.choices:
             raise ValueError(f"peft-qfa train: `{name}={parsed[name]!r}` is not one of {list(option.choices)}.")
     if parsed["schedule"] == "fixed" and parsed["fixed_bits"] is None:
         raise ValueError("peft-qfa train: `--schedule fixed` needs `--fixed-bits` (the bit-width to train).")
     for name in ("steps", "batch_size", "grad_accum", "seq_len", "logging_steps"):
         if parsed[name] <= 0:
-            raise ValueError(f"peft-qfa train: `{name}` must be positive, got {parsed[name]}.")
+            raise ValueError(f"peft-qfa train: --{name.replace('_', '-')} must be positive, got {parsed[name]}.")
     return parsed
 
 
@@ -300,14 +301,17 @@ def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
         default_data_collator,
     )
     from transformers.trainer_callback import DefaultFlowCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
+    from ..atomic import atomic_folder
     from ..checkpoint import save_supernet
     from ..supernet.config import QFAQuantizationConfig
     from ..tuner import QFAConfig
     from .callback import QFASamplerCallback
+    from .checks import check_train_options
+    from .resume import latest_complete_checkpoint
 
     options = resolve_options({**dict(options or {}), **kwargs})  # the rank and scale defaults are filled below
+    check_train_options(options)  # values, paths, scope, targets, rank: before the data or the model
     output = Path(options["output"]).expanduser()
     checkpoints = output / "checkpoints"
     tokenizer = AutoTokenizer.from_pretrained(options["model"])
@@ -379,21 +383,25 @@ def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
 
     resume = options["resume"]
     if resume == "auto":
-        resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        resume, skipped = latest_complete_checkpoint(checkpoints)
+        for line in skipped:
+            print(f"peft-qfa train: --resume auto {line}.")
         if resume is None:
-            raise ValueError(f"peft-qfa train: --resume auto found no checkpoint in {checkpoints}.")
+            raise ValueError(f"peft-qfa train: --resume auto found no complete checkpoint in {checkpoints}.")
+        print(f"peft-qfa train: resuming from {resume} (the newest complete checkpoint).")
     trainer.train(resume_from_checkpoint=resume)
 
     if trainer.is_world_process_zero():
-        save_supernet(model, output, search_data=search_ids)
-        tokenizer.save_pretrained(output)  # what `peft-qfa search`/evaluation need next to the supernet
-        summary = {
-            "sampler": callback.sampler.config(),
-            "steps": trainer.state.global_step,
-            "bit_counts": {g: {str(b): n for b, n in c.items()} for g, c in callback.bit_counts.items()},
-            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
-        }
-        (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        with atomic_folder(output, "--output") as staging:  # a kill leaves the old output or the new one
+            save_supernet(model, staging, search_data=search_ids)
+            tokenizer.save_pretrained(staging)  # what `peft-qfa search`/evaluation need next to the supernet
+            summary = {
+                "sampler": callback.sampler.config(),
+                "steps": trainer.state.global_step,
+                "bit_counts": {g: {str(b): n for b, n in c.items()} for g, c in callback.bit_counts.items()},
+                "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
+            }
+            (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         print(f"\nOptimizer steps per bit-width and group ({callback.sampler.name} schedule):")
         print(callback.summary())
         print(f"\nSaved the supernet and its adapters to {output}")

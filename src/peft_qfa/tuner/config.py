@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from peft import PeftConfig
@@ -70,6 +71,10 @@ class QFAConfig(PeftConfig):
             adapter is created; an adapter is refused on a supernet with other bit-widths.
         group_size (`int`, *optional*):
             Quantization group size of that supernet; recorded and checked the same way.
+        supernet_fingerprint (`str`, *optional*):
+            A hash of the supernet the adapter was created on (its layers and a few integer codes, see
+            `peft_qfa.supernet.integrity.supernet_fingerprint`). Recorded when the adapter is created; loading
+            the adapter onto another supernet is refused unless wrapped in ``peft_qfa.allow_other_supernet()``.
         format_version (`int`, *optional*):
             Version of this config's saved form; written by the library, not by users.
     """
@@ -119,6 +124,10 @@ class QFAConfig(PeftConfig):
         default=None,
         metadata={"help": "Quantization group size of the supernet; recorded when the adapter is created."},
     )
+    supernet_fingerprint: str | None = field(
+        default=None,
+        metadata={"help": "Hash of the supernet the adapter was created on; recorded and checked when loaded."},
+    )
     format_version: int = field(
         default=FORMAT_VERSION, metadata={"help": "Saved-format version of this config."}
     )
@@ -150,9 +159,10 @@ class QFAConfig(PeftConfig):
         if (
             isinstance(self.lora_alpha, bool)
             or not isinstance(self.lora_alpha, (int, float))
+            or not math.isfinite(self.lora_alpha)
             or self.lora_alpha <= 0
         ):
-            raise ValueError(f"QFAConfig: `lora_alpha` must be a positive number, got {self.lora_alpha!r}.")
+            raise ValueError(f"QFAConfig: `lora_alpha` must be a positive number (finite, not NaN), got {self.lora_alpha!r}.")
         if (
             isinstance(self.lora_dropout, bool)
             or not isinstance(self.lora_dropout, (int, float))

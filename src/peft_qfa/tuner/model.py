@@ -13,6 +13,7 @@ from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
 from ..quant import QuantizedWeight
+from ..supernet.integrity import check_fingerprint
 from ..supernet.layer import BitSelectableLayer, canonical_layer_name
 from ..supernet.space import Subnet
 from ..supernet.subnet import as_subnet
@@ -87,6 +88,9 @@ class QFAModel(BaseTuner):
             )
         layers = {name: _supernet_layer(m) for name, m in targets.items()}
         self._record_supernet_grid(peft_config, layers)
+        peft_config.supernet_fingerprint = check_fingerprint(peft_config.supernet_fingerprint, model) or (
+            peft_config.supernet_fingerprint
+        )
         for name, layer in layers.items():
             check_rank(peft_config.r, layer.in_features, layer.group_size, peft_config.mergeable, name)
 
