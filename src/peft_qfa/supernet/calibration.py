@@ -233,6 +233,7 @@ def _quantize_and_install(model, name, config, hessian, progress) -> None:
         hessian=hessian,
         dtype=linear.weight.dtype,
         layer_name=name,
+        clip_ratios=config.search_clip_ratios,
         **(
             {
                 "damp_percent": config.damp_percent,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from transformers.quantizers.auto import register_quantization_config
 from transformers.utils.quantization_config import QuantizationConfigMixin
 
 from ..quant import METHODS, SUPPORTED_BITS
+from ..quant.clipping import DEFAULT_CLIP_RATIOS, check_clip_ratios
 from .space import GRANULARITIES
 
 QUANT_METHOD = "qfa"
@@ -110,6 +112,15 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         damp_percent (`float`, *optional*, defaults to 0.01), block_size (`int`, *optional*, defaults to 128),
         act_order (`bool`, *optional*, defaults to `False`):
             GPTQ options, see :func:`peft_qfa.quant.gptq_quantize`.
+        clip_search (`bool`, *optional*, defaults to `False`):
+            Per-group clipping search before rounding (:mod:`peft_qfa.quant.clipping`): every group's
+            range is shrunk by the clip ratio with the least error (weight error for ``"rtn"``,
+            ``diag(H)``-weighted for ``"gptq"``). Never worse than the min-max grid on that error;
+            helps most at 2 and 3 bits (docs/training.md has the SmolLM2 figures).
+        clip_ratios (`tuple[float, ...]`, *optional*):
+            The ratios the search tries, each in (0, 1]; ``1.0`` is always added. Defaults to
+            ``peft_qfa.quant.DEFAULT_CLIP_RATIOS`` (1.0 down to 0.5 in steps of 0.025). Only with
+            ``clip_search=True``.
         budget (`float`, `str` or `dict`, *optional*):
             Only when loading a saved supernet: the bit budget (``3.0``, ``"3.0bits"``), byte budget
             (``"2.5GB"``) or explicit ``{group: bits}`` subnet to select. Serialized only when set.
@@ -147,6 +158,8 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         damp_percent: float = 0.01,
         block_size: int = 128,
         act_order: bool = False,
+        clip_search: bool = False,
+        clip_ratios: Sequence[float] | None = None,
         budget: float | str | Mapping[str, int] | None = None,
         tokenizer: Any = None,
         calibration_tokens: int | None = None,
@@ -178,6 +191,8 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         self.damp_percent = damp_percent
         self.block_size = block_size
         self.act_order = act_order
+        self.clip_search = clip_search
+        self.clip_ratios = clip_ratios
         self.budget = budget
         self.search_data = search_data
         self.search_options = search_options
@@ -224,10 +239,32 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             raise ValueError(f"QFAQuantizationConfig: `damp_percent` must be in (0, 1], got {self.damp_percent!r}.")
         if not isinstance(self.act_order, bool):
             raise TypeError(f"QFAQuantizationConfig: `act_order` must be a bool, got {self.act_order!r}.")
+        self._check_clipping()
         if self.budget is not None:
             parse_budget(self.budget)
         self._check_deployment_fields()
         self._check_calibration()
+
+    def _check_clipping(self) -> None:
+        if not isinstance(self.clip_search, bool):
+            raise TypeError(f"QFAQuantizationConfig: `clip_search` must be a bool, got {self.clip_search!r}.")
+        if self.clip_ratios is None:
+            return
+        if not self.clip_search:
+            warnings.warn(
+                "QFAQuantizationConfig: `clip_ratios` is ignored without `clip_search=True`.", stacklevel=3
+            )
+        try:
+            self.clip_ratios = check_clip_ratios(self.clip_ratios)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"QFAQuantizationConfig: `clip_ratios`: {err}") from None
+
+    @property
+    def search_clip_ratios(self) -> tuple[float, ...] | None:
+        """The clip ratios the build searches, or ``None`` when clipping is off."""
+        if not self.clip_search:
+            return None
+        return self.clip_ratios if self.clip_ratios is not None else DEFAULT_CLIP_RATIOS
 
     @staticmethod
     def _normalised_bits(bits) -> tuple[int, ...]:
@@ -336,6 +373,9 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             "block_size": self.block_size,
             "act_order": self.act_order,
         }
+        if self.clip_search:
+            out["clip_search"] = True
+            out["clip_ratios"] = list(self.search_clip_ratios)
         if self.calibration_tokens is not None:
             out["calibration_tokens"] = self.calibration_tokens
         if self.budget is not None:
