@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,16 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "yes", "1"):
+        return True
+    if str(value).lower() in ("false", "no", "0"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}.")
+
+
 DEFAULT_RANK = 16
 
 
@@ -77,6 +88,7 @@ class Option:
     parse: Callable[[Any], Any] = str
     choices: Sequence[str] | None = None
     nargs: str | None = None
+    const: Any = None  # the value of the bare flag (``--clip-search``), which then takes an optional value
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -89,12 +101,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("bits", (2, 3, 4), "Candidate bit-widths, comma-separated.", _bits),
     Option("group_size", 64, "Quantization group size (input columns per scale/zero).", int),
     Option("method", "gptq", "Base quantizer; GPTQ calibrates on the training data.", choices=("gptq", "rtn")),
+    Option("clip_search", False, "Per-group clipping search before RTN/GPTQ rounding (a stronger base at 2 and 3 "
+           "bits); `--clip-search` alone switches it on.", _bool, const="true"),
     Option("calibration_samples", 128, "GPTQ calibration blocks, taken evenly from the training data.", int),
     Option("granularity", "block", "Search-space unit: one bit-width per decoder block or per layer.",
            choices=("block", "layer")),
     Option("r", None, f"Adapter rank, at most in_features / group_size (default: {DEFAULT_RANK}, or the largest the "
            "model's narrowest layer allows if that is smaller).", _optional_int),
     Option("lora_alpha", None, "Adapter scale numerator (scale = lora_alpha / r; default: 2 x r).", _optional_float),
+    Option("distill", "float", "Objective: distil the float model into every sampled subnet (`float`: the float model "
+           "in no-grad; `cached`: its top-k log-probabilities computed before the build, for models that do not fit "
+           "twice; `subnet`: the supernet's all-highest-bits subnet, no float model) or `none` (the LM loss).",
+           choices=("float", "cached", "subnet", "none")),
+    Option("distill_temperature", 1.0, "Distillation temperature.", float),
+    Option("distill_weight", 1.0, "Weight of the KL in the loss; the LM loss gets 1 - weight.", float),
+    Option("distill_top_k", 64, "Tokens per position kept by `--distill cached`.", int),
+    Option("teacher_dtype", None, "Dtype of the float teacher (default: --dtype; bfloat16 halves its memory).",
+           choices=("float32", "bfloat16", "float16")),
     Option("schedule", "resource-balanced", "Subnet sampler.", choices=tuple(sorted(SAMPLERS))),
     Option("fixed_bits", None, "The bit-width of every group for `--schedule fixed`.", _optional_int),
     Option("seed", 0, "Seed of the sampler, the adapter initialisation and the data order.", int),
@@ -133,7 +156,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             flag,
             dest=option.name,
             default=None,  # None = not given, so that a config file value is not overridden
-            nargs=option.nargs,
+            nargs="?" if option.const is not None else option.nargs,
+            const=option.const,
             choices=option.choices,
             help=option.help + default,
         )
@@ -160,15 +184,36 @@ def resolve_options(args: argparse.Namespace | Mapping[str, Any]) -> dict[str, A
     parsed = {}
     for name, value in values.items():
         option = _BY_NAME[name]
-        parsed[name] = option.parse(value) if value is not None else None
-        if option.choices and parsed[name] not in option.choices:
+        try:
+            parsed[name] = option.parse(value) if value is not None else None
+        except ValueError as err:
+            raise ValueError(f"peft-qfa train: `{name}`: {err}") from None
+        if option.choices and parsed[name] is not None and parsed[name] not in option.choices:
             raise ValueError(f"peft-qfa train: `{name}={parsed[name]!r}` is not one of {list(option.choices)}.")
     if parsed["schedule"] == "fixed" and parsed["fixed_bits"] is None:
         raise ValueError("peft-qfa train: `--schedule fixed` needs `--fixed-bits` (the bit-width to train).")
     for name in ("steps", "batch_size", "grad_accum", "seq_len", "logging_steps"):
         if parsed[name] <= 0:
             raise ValueError(f"peft-qfa train: `{name}` must be positive, got {parsed[name]}.")
+    distillation_config(parsed)  # validates the distillation options
     return parsed
+
+
+def distillation_config(options: Mapping[str, Any]):
+    """The ``DistillationConfig`` of the ``--distill*`` options, or ``None`` for ``--distill none``."""
+    from .distillation import DistillationConfig
+
+    if options["distill"] == "none":
+        return None
+    try:
+        return DistillationConfig(
+            teacher=options["distill"],
+            temperature=options["distill_temperature"],
+            kl_weight=options["distill_weight"],
+            top_k=options["distill_top_k"],
+        )
+    except ValueError as err:
+        raise ValueError(f"peft-qfa train: {err}") from None
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -309,6 +354,7 @@ def train_supernet(options: Mapping[str, Any]):
     from ..supernet.config import QFAQuantizationConfig
     from ..tuner import QFAConfig
     from .callback import QFASamplerCallback
+    from .distillation import QFADistillationTrainer, prepare_teacher
 
     options = dict(options)  # the rank and scale defaults are filled in below
     output = Path(options["output"]).expanduser()
@@ -322,6 +368,12 @@ def train_supernet(options: Mapping[str, Any]):
     )
     blocks.set_format("torch")
     blocks, search_ids = hold_back_search_blocks(blocks, options["search_tokens"], options["seq_len"])
+    distillation = distillation_config(options)
+    teacher = None
+    if distillation is not None:  # before the build: a cached teacher frees its float model first
+        teacher, blocks = prepare_teacher(
+            distillation, options["model"], getattr(torch, options["teacher_dtype"] or options["dtype"]), blocks
+        )
 
     calibration = None
     if options["method"] == "gptq":
@@ -336,6 +388,7 @@ def train_supernet(options: Mapping[str, Any]):
         calibration=calibration,
         calibration_seq_len=options["seq_len"],
         calibration_samples=options["calibration_samples"],
+        clip_search=options["clip_search"],
     )
     supernet = AutoModelForCausalLM.from_pretrained(
         options["model"], quantization_config=quantization, dtype=getattr(torch, options["dtype"])
@@ -370,8 +423,10 @@ def train_supernet(options: Mapping[str, Any]):
         seed=options["seed"],
         report_to=options["report_to"],
         use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=teacher is None,  # the cached teacher's row index must reach compute_loss
     )
-    trainer = Trainer(
+    trainer_cls = Trainer if teacher is None else partial(QFADistillationTrainer, teacher=teacher, distillation=distillation)
+    trainer = trainer_cls(
         model=model, args=args, train_dataset=blocks, data_collator=default_data_collator, callbacks=[callback]
     )
     # transformers runs its report_to integrations before user callbacks; run ours right after the flow
