@@ -1,13 +1,18 @@
 """Per-group clipping search on SmolLM2-135M: 2/3/4-bit PTQ held-out perplexity with and without it.
 
-For each method (RTN, GPTQ) it builds the 2/3/4-bit supernet twice through
-``from_pretrained(quantization_config=QFAQuantizationConfig(..., clip_search=...))``, once with the
-min-max grid and once with the clipping search, and scores the all-2, all-3 and all-4 subnets
-(no adapters) on the held-out ``persuasion.txt``. The build time of each configuration is printed
-too; the configurations run one after the other in one process, so on a shared machine read the
-times as rough. GPTQ calibrates on windows spread evenly over the five Austen training novels.
+Each configuration builds the 2/3/4-bit supernet through
+``from_pretrained(quantization_config=QFAQuantizationConfig(..., clip_search=...))`` and scores the
+all-2, all-3 and all-4 subnets (no adapters) on the held-out ``persuasion.txt``:
 
-    python benchmarks/clip_search.py [--methods rtn gptq] [--eval-tokens 8192] [--seq-len 512] [--threads 1]
+* ``rtn`` / ``gptq``: the min-max grid;
+* ``rtn-clip-weight``: RTN with the clipping search on the weight error (no calibration data);
+* ``rtn-clip`` / ``gptq-clip``: the clipping search on each group's output error (calibration Hessians).
+
+Calibration: windows of 512 tokens spread evenly over the five Austen training novels. The build
+time of each configuration is printed too; configurations run one after the other in one process,
+so on a shared machine read the times as rough.
+
+    python benchmarks/clip_search.py [--configs rtn rtn-clip gptq gptq-clip] [--eval-tokens 8192] [--threads 1]
 """
 
 from __future__ import annotations
@@ -26,10 +31,18 @@ from peft_qfa.supernet.layer import find_bit_layers
 from peft_qfa.testing import austen_texts, perplexity, smollm2_path
 from peft_qfa.train.cli import token_blocks
 
+CONFIGS = {  # name: (method, clip_search, uses calibration data)
+    "rtn": ("rtn", False, False),
+    "rtn-clip-weight": ("rtn", True, False),
+    "rtn-clip": ("rtn", True, True),
+    "gptq": ("gptq", False, True),
+    "gptq-clip": ("gptq", True, True),
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", nargs="+", default=["rtn", "gptq"], choices=["rtn", "gptq"])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--group-size", type=int, default=64)
     parser.add_argument("--calibration-samples", type=int, default=64)
     parser.add_argument("--eval-tokens", type=int, default=8192)
@@ -45,7 +58,7 @@ def main() -> None:
     eval_ids = torch.tensor(ids[: args.eval_tokens])
 
     calibration = None
-    if "gptq" in args.methods:
+    if any(CONFIGS[name][2] for name in args.configs):
         blocks = token_blocks(Dataset.from_dict({"text": train_texts}), tokenizer, 512)
         picks = torch.linspace(0, len(blocks) - 1, args.calibration_samples).long().tolist()
         calibration = torch.tensor([blocks[i]["input_ids"] for i in picks])
@@ -56,25 +69,24 @@ def main() -> None:
     print(f"fp32 perplexity: {fp_ppl:.2f}", flush=True)
 
     rows = []
-    for method in args.methods:
-        for clip in (False, True):
-            config = QFAQuantizationConfig(
-                bits=(2, 3, 4), group_size=args.group_size, method=method, clip_search=clip,
-                calibration=calibration if method == "gptq" else None,
-                calibration_samples=args.calibration_samples,
-            )
-            start = time.perf_counter()
-            model = AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=torch.float32)
-            build_s = time.perf_counter() - start
-            layers = find_bit_layers(model).values()
-            scores = {}
-            for bits in (2, 3, 4):
-                for layer in layers:
-                    layer.active_bits = bits
-                scores[bits] = perplexity(model, eval_ids, seq_len=args.seq_len)
-            rows.append((method, clip, scores, build_s))
-            print(f"{method} clip={clip}: {scores} build {build_s:.0f} s", flush=True)
-            del model
+    for name in args.configs:
+        method, clip, uses_data = CONFIGS[name]
+        config = QFAQuantizationConfig(
+            bits=(2, 3, 4), group_size=args.group_size, method=method, clip_search=clip,
+            calibration=calibration if uses_data else None, calibration_samples=args.calibration_samples,
+        )
+        start = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=torch.float32)
+        build_s = time.perf_counter() - start
+        layers = find_bit_layers(model).values()
+        scores = {}
+        for bits in (2, 3, 4):
+            for layer in layers:
+                layer.active_bits = bits
+            scores[bits] = perplexity(model, eval_ids, seq_len=args.seq_len)
+        rows.append((name, scores, build_s))
+        print(f"{name}: {scores} build {build_s:.0f} s", flush=True)
+        del model
 
     print(
         f"\nSmolLM2-135M-Instruct, group size {args.group_size}, held-out persuasion.txt: first {args.eval_tokens} "
@@ -82,13 +94,10 @@ def main() -> None:
         f"{platform.machine()} {platform.processor() or ''}; {datetime.date.today()}"
     )
     print(f"fp32: {fp_ppl:.2f}\n")
-    print("| method | clip search | all-2 | all-3 | all-4 | build (s) |")
-    print("|---|---|---:|---:|---:|---:|")
-    for method, clip, scores, build_s in rows:
-        print(
-            f"| {method} | {'yes' if clip else 'no'} | {scores[2]:,.1f} | {scores[3]:,.2f} | {scores[4]:,.2f} "
-            f"| {build_s:.0f} |"
-        )
+    print("| configuration | all-2 | all-3 | all-4 | build (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for name, scores, build_s in rows:
+        print(f"| {name} | {scores[2]:,.1f} | {scores[3]:,.2f} | {scores[4]:,.2f} | {build_s:.0f} |")
 
 
 if __name__ == "__main__":

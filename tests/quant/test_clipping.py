@@ -12,7 +12,7 @@ from peft_qfa.quant import (
     quantize_rtn,
     quantize_weight,
 )
-from peft_qfa.quant.clipping import check_clip_ratios, quantize_rtn_clipped
+from peft_qfa.quant.clipping import check_clip_ratios, hessian_blocks, quantize_rtn_clipped
 from peft_qfa.quant.grid import dequantize
 from peft_qfa.supernet.layer import find_bit_layers
 from peft_qfa.testing import tiny_llama, tiny_token_batches
@@ -27,11 +27,18 @@ def _heavy_tailed(rows=12, cols=4 * GROUP, seed=0):
     return weight
 
 
-def _group_error(weight, codes, scales, zeros, importance=None):
-    err = (dequantize(codes, scales, zeros, GROUP) - weight).square()
-    if importance is not None:
-        err = err * importance
-    return err.reshape(weight.shape[0], -1, GROUP).sum(-1)
+def _group_error(weight, codes, scales, zeros, hessian=None):
+    diff = (dequantize(codes, scales, zeros, GROUP) - weight).reshape(weight.shape[0], -1, GROUP)
+    if hessian is None:
+        return diff.square().sum(-1)
+    return torch.einsum("ogi,gij,ogj->og", diff, hessian_blocks(hessian, GROUP), diff)
+
+
+def _hessian(cols, seed=1):
+    inputs = torch.randn(256, cols, generator=torch.Generator().manual_seed(seed)) * torch.linspace(0.2, 3, cols)
+    acc = HessianAccumulator(cols)
+    acc.add(inputs)
+    return acc.hessian()
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
@@ -44,12 +51,20 @@ def test_rtn_clip_never_worse_per_group_and_better_overall(bits, seed):
     assert clipped.sum() < plain.sum()
 
 
-def test_weighted_search_minimises_the_weighted_error():
+@pytest.mark.parametrize("bits", [2, 3])
+def test_output_error_search_never_worse_per_group(bits):
     weight = _heavy_tailed(seed=7)
-    importance = torch.rand(weight.shape[1], generator=torch.Generator().manual_seed(1)) * 10
-    plain = _group_error(weight, *quantize_rtn(weight, 2, GROUP), importance)
-    clipped = _group_error(weight, *quantize_rtn_clipped(weight, 2, GROUP, importance=importance), importance)
-    assert bool((clipped <= plain * (1 + 1e-6)).all())
+    hessian = _hessian(weight.shape[1])
+    plain = _group_error(weight, *quantize_rtn(weight, bits, GROUP), hessian)
+    clipped = _group_error(weight, *quantize_rtn_clipped(weight, bits, GROUP, hessian=hessian), hessian)
+    assert bool((clipped <= plain * (1 + 1e-5)).all()) and clipped.sum() < plain.sum()
+
+
+def test_hessian_blocks_are_the_diagonal_blocks():
+    hessian = _hessian(3 * GROUP)
+    blocks = hessian_blocks(hessian, GROUP)
+    assert blocks.shape == (3, GROUP, GROUP)
+    assert all(torch.equal(blocks[i], hessian[i * GROUP : (i + 1) * GROUP, i * GROUP : (i + 1) * GROUP]) for i in range(3))
 
 
 def test_ratio_grid_of_one_is_the_minmax_grid():
@@ -109,24 +124,24 @@ def test_config_round_trip_and_ignored_ratios_warn():
 
 
 @pytest.mark.parametrize("method", ["rtn", "gptq"])
-def test_supernet_build_with_clip_search_lowers_weight_error(tmp_path, method):
+def test_supernet_build_with_clip_search_lowers_the_output_error(tmp_path, method):
     tiny_llama(seed=0).save_pretrained(tmp_path)
     reference = AutoModelForCausalLM.from_pretrained(tmp_path)
-    calibration = tiny_token_batches(4, 16, reference.config.vocab_size, seed=1) if method == "gptq" else None
+    calibration = tiny_token_batches(4, 16, reference.config.vocab_size, seed=1)
 
     def build(clip):
-        config = QFAQuantizationConfig(
-            bits=(2, 4), group_size=GROUP, method=method, calibration=calibration, clip_search=clip
-        )
+        config = QFAQuantizationConfig(bits=(2, 4), group_size=GROUP, method=method, calibration=calibration,
+                                       clip_search=clip)
         return AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=config)
 
     plain, clipped = build(False), build(True)
     assert clipped.config.quantization_config.to_dict()["clip_search"] is True
-    errors = {}
-    for label, model in (("plain", plain), ("clipped", clipped)):
-        total = 0.0
-        for name, layer in find_bit_layers(model).items():
-            weight = reference.get_submodule(name).weight
-            total += (layer.quantized(2).dequantize(torch.float32) - weight).square().sum().item()
-        errors[label] = total
+    assert clipped.config.quantization_config.calibration_tokens == calibration.numel()
+    with torch.no_grad():
+        target = reference(calibration).logits
+        errors = {}
+        for label, model in (("plain", plain), ("clipped", clipped)):
+            for layer in find_bit_layers(model).values():
+                layer.active_bits = 2
+            errors[label] = (model(calibration).logits - target).square().mean().item()
     assert errors["clipped"] < errors["plain"]

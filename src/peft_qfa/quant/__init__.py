@@ -34,7 +34,8 @@ def quantize_weight(
 
     ``method="gptq"`` needs the layer's input ``hessian`` (see :class:`HessianAccumulator`);
     ``gptq_options`` go to :func:`gptq_quantize`. ``dtype`` is the storage dtype of scales/zeros.
-    ``clip_ratios`` switches on the per-group clipping search (:mod:`.clipping`) for either method.
+    ``clip_ratios`` switches on the per-group clipping search (:mod:`.clipping`) for either method; with
+    ``method="rtn"`` a ``hessian``, when given, makes it minimise the output error instead of the weight error.
     """
     if method == "rtn":
         if gptq_options:
@@ -45,7 +46,7 @@ def quantize_weight(
             for b in bits:
                 check_bits(b, layer_name)
             check_weight(weight, group_size, layer_name)
-            raw = {int(b): quantize_rtn_clipped(weight, b, group_size, clip_ratios) for b in bits}
+            raw = {int(b): quantize_rtn_clipped(weight, b, group_size, clip_ratios, hessian) for b in bits}
     elif method == "gptq":
         if hessian is None:
             raise ValueError(

@@ -32,7 +32,7 @@ from functools import partial
 
 import torch
 
-from .clipping import check_clip_ratios, search_clip_params
+from .clipping import check_clip_ratios, hessian_blocks, search_clip_params
 from .grid import check_bits, check_weight, minmax_params, round_to_grid
 
 
@@ -134,9 +134,10 @@ def _minmax_fit(columns: torch.Tensor, bits: int, _first: int) -> tuple[torch.Te
 
 
 def _clipped_fit(
-    ratios: tuple[float, ...], importance: torch.Tensor, columns: torch.Tensor, bits: int, first: int
+    ratios: tuple[float, ...], hessian: torch.Tensor, columns: torch.Tensor, bits: int, first: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return search_clip_params(columns, bits, ratios, importance[first : first + columns.shape[-1]])
+    last = first + columns.shape[-1]
+    return search_clip_params(columns, bits, ratios, hessian[first:last, first:last])
 
 
 @torch.no_grad()
@@ -155,8 +156,8 @@ def gptq_quantize(
     """GPTQ-quantize ``weight [out, in]`` at every bit-width in ``bits`` from one ``hessian [in, in]``.
 
     ``clip_ratios`` switches on the per-group clipping search (:mod:`peft_qfa.quant.clipping`): each
-    group's grid is the clip ratio with the least ``diag(H)``-weighted error on the group's columns
-    as GPTQ reaches them, instead of their min-max grid.
+    group's grid is the clip ratio with the least error on the group's columns
+    as GPTQ reaches them (output error through the group's block of ``H``), instead of their min-max grid.
 
     Returns ``{bits: (codes uint8 [out, in], scales fp32 [out, in/g], zeros fp32 [out, in/g])}``
     with codes in the original column order.
@@ -184,6 +185,7 @@ def gptq_quantize(
     base[:, dead] = 0.0
 
     order = None
+    original_h = hessian
     if act_order:
         order = torch.argsort(torch.diag(hessian), descending=True)
         hessian = hessian[order][:, order]
@@ -191,9 +193,9 @@ def gptq_quantize(
     block_size = -(-block_size // group_size) * group_size
     fit_params = _minmax_fit
     if clip_ratios is not None:
-        # ``hessian`` is permuted with ``order`` like the working copy, so column ``col`` of the loop
-        # has importance ``diag[col]``.
-        fit_params = partial(_clipped_fit, check_clip_ratios(clip_ratios), torch.diag(hessian))
+        # ``hessian`` is permuted with ``order`` like the working copy, so the group starting at loop
+        # column ``col`` owns the block ``hessian[col:col+g, col:col+g]``.
+        fit_params = partial(_clipped_fit, check_clip_ratios(clip_ratios), hessian)
 
     results = {}
     for b in bit_list:
@@ -203,9 +205,7 @@ def gptq_quantize(
             static_params = (
                 minmax_params(groups, b)
                 if clip_ratios is None
-                else search_clip_params(
-                    groups, b, check_clip_ratios(clip_ratios), torch.diag(hessian)[torch.argsort(order)].view(-1, group_size)
-                )
+                else search_clip_params(groups, b, check_clip_ratios(clip_ratios), hessian_blocks(original_h, group_size))
             )
         working = base[:, order] if order is not None else base.clone()
         results[b] = _gptq_one_bitwidth(

@@ -98,6 +98,9 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             Tokens per calibration window (texts are concatenated and cut into windows).
         calibration_samples (`int`, *optional*, defaults to 128):
             Number of windows taken from the texts (spread evenly over them).
+        calibration_add_bos (`bool`, *optional*):
+            Whether windows cut from calibration texts start with the tokenizer's BOS token; ``None``
+            (the default) follows the tokenizer (:mod:`peft_qfa.windows`). Token ids are used as given.
         target_modules (`str` or `list[str]`, *optional*, defaults to `"all-linear"`):
             As in PEFT: ``"all-linear"`` (every ``nn.Linear`` but the output head), a list of module
             name suffixes (``["q_proj", "v_proj"]``) or a regex matched against full module names.
@@ -114,9 +117,10 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             GPTQ options, see :func:`peft_qfa.quant.gptq_quantize`.
         clip_search (`bool`, *optional*, defaults to `False`):
             Per-group clipping search before rounding (:mod:`peft_qfa.quant.clipping`): every group's
-            range is shrunk by the clip ratio with the least error (weight error for ``"rtn"``,
-            ``diag(H)``-weighted for ``"gptq"``). Never worse than the min-max grid on that error;
-            helps most at 2 and 3 bits (docs/training.md has the SmolLM2 figures).
+            range is shrunk by the clip ratio with the least output error on the calibration data
+            (GPTQ's Hessians; with ``"rtn"``, pass ``calibration`` too and the build collects them).
+            ``"rtn"`` without calibration minimises the weight error instead, which made SmolLM2
+            worse (docs/training.md has the figures).
         clip_ratios (`tuple[float, ...]`, *optional*):
             The ratios the search tries, each in (0, 1]; ``1.0`` is always added. Defaults to
             ``peft_qfa.quant.DEFAULT_CLIP_RATIOS`` (1.0 down to 0.5 in steps of 0.025). Only with
@@ -152,6 +156,7 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         calibration: Any = None,
         calibration_seq_len: int = 512,
         calibration_samples: int = 128,
+        calibration_add_bos: bool | None = None,
         target_modules: str | Sequence[str] = "all-linear",
         modules_to_not_convert: Sequence[str] | None = None,
         granularity: str = "block",
@@ -187,6 +192,7 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         self.tokenizer = tokenizer
         self.calibration_seq_len = calibration_seq_len
         self.calibration_samples = calibration_samples
+        self.calibration_add_bos = calibration_add_bos
         self.calibration_tokens = calibration_tokens
         self.damp_percent = damp_percent
         self.block_size = block_size
@@ -240,6 +246,11 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         if not isinstance(self.act_order, bool):
             raise TypeError(f"QFAQuantizationConfig: `act_order` must be a bool, got {self.act_order!r}.")
         self._check_clipping()
+        if self.calibration_add_bos is not None and not isinstance(self.calibration_add_bos, bool):
+            raise TypeError(
+                "QFAQuantizationConfig: `calibration_add_bos` must be True, False or None (follow the tokenizer), "
+                f"got {self.calibration_add_bos!r}."
+            )
         if self.budget is not None:
             parse_budget(self.budget)
         self._check_deployment_fields()
@@ -349,6 +360,11 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         return self.layer_bits is not None
 
     @property
+    def uses_calibration(self) -> bool:
+        """Whether the build runs the calibration data: GPTQ, or RTN's clipping search when data are given."""
+        return self.method == "gptq" or (self.clip_search and self.calibration is not None)
+
+    @property
     def needs_calibration(self) -> bool:
         """Whether building from this config still needs ``calibration`` data."""
         return (
@@ -378,6 +394,8 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             out["clip_ratios"] = list(self.search_clip_ratios)
         if self.calibration_tokens is not None:
             out["calibration_tokens"] = self.calibration_tokens
+        if self.calibration_add_bos is not None:
+            out["calibration_add_bos"] = self.calibration_add_bos
         if self.budget is not None:
             out["budget"] = copy.deepcopy(self.budget)
         if self.layer_bits is not None:

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..windows import window_bos
 from .samplers import SAMPLERS
 
 HELP = "Train a QFA supernet: every 2/3/4-bit subnet of a model in one Trainer run."
@@ -47,6 +48,10 @@ def _optional_int(value: Any) -> int | None:
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _auto_bool(value: Any) -> bool | None:
+    return None if value is None or str(value).lower() == "auto" else _bool(value)
 
 
 def _bool(value: Any) -> bool:
@@ -130,6 +135,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch_size", 4, "Blocks per device per micro-batch.", int),
     Option("grad_accum", 1, "Micro-batches per optimizer step (all share one subnet).", int),
     Option("seq_len", 512, "Tokens per training block.", int),
+    Option("add_bos", "auto", "Start every training, calibration and search window with the BOS token: `auto` "
+           "follows the tokenizer's default (Llama and Mistral tokenizers add one), or true / false.", _auto_bool),
     Option("search_tokens", 2048, "Tokens held back from the end of the data (at most 10%% of it, whole blocks) "
            "and saved with the supernet: a later load with only a budget scores subnets on them (0: none).", int),
     Option("dtype", "float32", "Dtype of scales, zeros and full-precision layers.",
@@ -287,10 +294,11 @@ def load_texts(sources: Sequence[str], text_column: str = "text", split: str = "
     return dataset
 
 
-def hold_back_search_blocks(blocks, search_tokens: int, seq_len: int):
+def hold_back_search_blocks(blocks, search_tokens: int, seq_len: int, as_windows: bool = False):
     """Split off the last whole blocks (``search_tokens`` tokens, at most 10% of the blocks) as search data.
 
-    Returns ``(training blocks, search token ids or None)``. The search data are text the adapters
+    Returns ``(training blocks, search token ids or None)``: one stream, or with ``as_windows`` the
+    blocks ``[n, seq_len]`` as they are (blocks that start with BOS must not be cut again). The search data are text the adapters
     never trained on, so the budget search that later runs on them does not favour memorised text.
     """
     import torch
@@ -301,16 +309,21 @@ def hold_back_search_blocks(blocks, search_tokens: int, seq_len: int):
     if count == 0:
         return blocks, None
     kept = len(blocks) - count
-    search_ids = torch.stack([blocks[i]["input_ids"] for i in range(kept, len(blocks))]).reshape(-1)
-    return blocks.select(range(kept)), search_ids
+    search_ids = torch.stack([blocks[i]["input_ids"] for i in range(kept, len(blocks))])
+    return blocks.select(range(kept)), search_ids if as_windows else search_ids.reshape(-1)
 
 
-def token_blocks(dataset, tokenizer, seq_len: int, text_column: str = "text"):
+def token_blocks(dataset, tokenizer, seq_len: int, text_column: str = "text", add_bos: bool | None = None):
     """Tokenize every text (an EOS after each), concatenate, and cut into ``seq_len``-token blocks.
+
+    Each block starts with the BOS token when the tokenizer adds one by default or ``add_bos=True``
+    (then it holds ``seq_len - 1`` text tokens; :mod:`peft_qfa.windows`).
 
     Returns a `datasets.Dataset` with ``input_ids`` and ``labels`` (the same ids: causal LM loss).
     """
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    bos = window_bos(tokenizer, add_bos)
+    lead, body = ([bos], seq_len - 1) if bos is not None else ([], seq_len)
 
     def tokenize(batch):
         ids = tokenizer(batch[text_column], add_special_tokens=False, verbose=False)["input_ids"]
@@ -318,8 +331,8 @@ def token_blocks(dataset, tokenizer, seq_len: int, text_column: str = "text"):
 
     def cut(batch):
         stream = [token for row in batch["ids"] for token in row]
-        usable = len(stream) // seq_len * seq_len
-        blocks = [stream[i : i + seq_len] for i in range(0, usable, seq_len)]
+        usable = len(stream) // body * body
+        blocks = [lead + stream[i : i + body] for i in range(0, usable, body)]
         return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
 
     tokenized = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
@@ -365,9 +378,12 @@ def train_supernet(options: Mapping[str, Any]):
         tokenizer,
         options["seq_len"],
         options["text_column"],
+        options["add_bos"],
     )
     blocks.set_format("torch")
-    blocks, search_ids = hold_back_search_blocks(blocks, options["search_tokens"], options["seq_len"])
+    blocks, search_ids = hold_back_search_blocks(
+        blocks, options["search_tokens"], options["seq_len"], window_bos(tokenizer, options["add_bos"]) is not None
+    )
     distillation = distillation_config(options)
     teacher = None
     if distillation is not None:  # before the build: a cached teacher frees its float model first
