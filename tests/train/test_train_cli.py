@@ -257,3 +257,8 @@ def test_train_command_runs_every_objective(tmp_path, text_files, tiny_model_wit
     assert any(p.abs().sum() > 0 for p in trained)
     summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
     assert summary["options"]["distill"] == flags[1]
+    built = trainer.model.base_model.model.config.quantization_config
+    built = built if isinstance(built, dict) else built.to_dict()
+    # RTN's clipping search scores each group's output error, so it calibrates on the training blocks
+    assert built.get("clip_search", False) == ("--clip-search" in flags)
+    assert ("calibration_tokens" in built) == ("--clip-search" in flags)

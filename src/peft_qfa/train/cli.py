@@ -106,9 +106,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("bits", (2, 3, 4), "Candidate bit-widths, comma-separated.", _bits),
     Option("group_size", 64, "Quantization group size (input columns per scale/zero).", int),
     Option("method", "gptq", "Base quantizer; GPTQ calibrates on the training data.", choices=("gptq", "rtn")),
-    Option("clip_search", False, "Per-group clipping search before RTN/GPTQ rounding (a stronger base at 2 and 3 "
-           "bits); `--clip-search` alone switches it on.", _bool, const="true"),
-    Option("calibration_samples", 128, "GPTQ calibration blocks, taken evenly from the training data.", int),
+    Option("clip_search", False, "Per-group clipping search before RTN/GPTQ rounding: each group's clip ratio with the "
+           "least output error on the calibration blocks (also with --method rtn); `--clip-search` alone switches it "
+           "on.", _bool, const="true"),
+    Option("calibration_samples", 128, "GPTQ (and --clip-search) calibration blocks, taken evenly from the training data.", int),
     Option("granularity", "block", "Search-space unit: one bit-width per decoder block or per layer.",
            choices=("block", "layer")),
     Option("r", None, f"Adapter rank, at most in_features / group_size (default: {DEFAULT_RANK}, or the largest the "
@@ -392,7 +393,7 @@ def train_supernet(options: Mapping[str, Any]):
         )
 
     calibration = None
-    if options["method"] == "gptq":
+    if options["method"] == "gptq" or options["clip_search"]:  # the clipping search scores output error
         count = min(options["calibration_samples"], len(blocks))
         picks = torch.linspace(0, len(blocks) - 1, count).long().tolist()
         calibration = torch.stack([blocks[i]["input_ids"] for i in picks])
