@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--eval-tokens", type=int, default=8192)
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip-fp32", action="store_true", help="Do not score the float model.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -63,9 +64,9 @@ def main() -> None:
         picks = torch.linspace(0, len(blocks) - 1, args.calibration_samples).long().tolist()
         calibration = torch.tensor([blocks[i]["input_ids"] for i in picks])
 
-    fp = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    fp_ppl = perplexity(fp, eval_ids, seq_len=args.seq_len)
-    del fp
+    fp_ppl = float("nan")
+    if not args.skip_fp32:
+        fp_ppl = perplexity(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), eval_ids, seq_len=args.seq_len)
     print(f"fp32 perplexity: {fp_ppl:.2f}", flush=True)
 
     rows = []

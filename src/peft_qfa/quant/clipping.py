@@ -45,6 +45,14 @@ def check_clip_ratios(ratios: Sequence[float]) -> tuple[float, ...]:
     return tuple(sorted(set(values) | {1.0}, reverse=True))
 
 
+def _times_blocks(diff: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    # One [g, g] block for all rows is a plain matmul; per-group blocks go through einsum, which runs one
+    # batched matmul over the groups (broadcasting matmul would first copy the blocks for every row).
+    if blocks.dim() == 2:
+        return diff @ blocks
+    return torch.einsum("ogi,gij->ogj", diff, blocks)
+
+
 def _clipped_params(wmin: torch.Tensor, wmax: torch.Tensor, ratio: float, bits: int):
     low, high = wmin * ratio, wmax * ratio
     scales = ((high - low) / (2**bits - 1)).clamp(min=MIN_SCALE)
@@ -84,7 +92,7 @@ def search_clip_params(
         if blocks is None:
             error = diff.square().sum(dim=-1)
         else:
-            error = (torch.matmul(diff.unsqueeze(-2), blocks).squeeze(-2) * diff).sum(dim=-1)
+            error = (_times_blocks(diff, blocks) * diff).sum(dim=-1)
         if best_error is None:
             best_scales, best_zeros, best_error = scales, zeros, error
             continue
