@@ -17,7 +17,7 @@ PACKAGE = "peft_qfa"
 SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_compat", "quant", "atomic"),  # upstream patches, pure tensor math, atomic folder writes: import nothing of ours
+    ("_compat", "quant", "atomic", "windows"),  # upstream patches, tensor math, atomic writes, BOS windows
     ("ops",),  # the backend dispatcher and quantized_linear
     ("supernet",),  # config, the layers (QFALinear, QFAPackedLinear), calibration, space, cost
     ("validate",),  # argument, path, file and vocabulary checks shared by the layers above

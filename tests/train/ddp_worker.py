@@ -1,8 +1,8 @@
 """One rank of a 2-process DDP (gloo, CPU) supernet training run; launched by test_train_ddp.py.
 
-Usage: ``python -m torch.distributed.run --nproc_per_node 2 ddp_worker.py MODEL_DIR OUT_DIR GRAD_ACCUM [FIND_UNUSED [STATIC_GRAPH]]``
-(the last two ``default``, ``true`` or ``false``: TrainingArguments' ``ddp_find_unused_parameters`` /
-``ddp_static_graph``). Run without a launcher it trains in one process, the reference a DDP run must match. Each rank writes ``rank{r}.pt``: its adapter tensors,
+Usage: ``python -m torch.distributed.run --nproc_per_node 2 ddp_worker.py MODEL_DIR OUT_DIR GRAD_ACCUM [FIND_UNUSED [STATIC_GRAPH [TEACHER]]]``
+(``default``, ``true`` or ``false``: TrainingArguments' ``ddp_find_unused_parameters`` /
+``ddp_static_graph``; TEACHER ``none``, ``float`` or ``subnet``: distillation with that teacher). Run without a launcher it trains in one process, the reference a DDP run must match. Each rank writes ``rank{r}.pt``: its adapter tensors,
 the subnet it trained at every step and what the Trainer saw of the distributed setup.
 """
 
@@ -19,6 +19,12 @@ from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, Trainin
 import peft_qfa
 from peft_qfa import QFAConfig, QFAQuantizationConfig, QFASamplerCallback
 from peft_qfa.testing import tiny_token_batches
+from peft_qfa.train.distillation import (
+    DistillationConfig,
+    FloatTeacher,
+    QFADistillationTrainer,
+    SubnetTeacher,
+)
 
 STEPS = 6
 
@@ -34,7 +40,10 @@ class RecordSubnets(TrainerCallback):
 FLAG = {"default": None, "true": True, "false": False}
 
 
-def main(model_dir: str, out_dir: str, grad_accum: str, find_unused: str = "default", static_graph: str = "default") -> None:
+def main(
+    model_dir: str, out_dir: str, grad_accum: str, find_unused: str = "default", static_graph: str = "default",
+    teacher: str = "none",
+) -> None:
     torch.set_num_threads(1)
     supernet = AutoModelForCausalLM.from_pretrained(
         model_dir, quantization_config=QFAQuantizationConfig(bits=(2, 3, 4), group_size=32, method="rtn")
@@ -60,7 +69,15 @@ def main(model_dir: str, out_dir: str, grad_accum: str, find_unused: str = "defa
         seed=0,
     )
     recorder = RecordSubnets()
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=[QFASamplerCallback(seed=0), recorder])
+    callbacks = [QFASamplerCallback(seed=0), recorder]
+    if teacher == "none":
+        trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=callbacks)
+    else:
+        trainer = QFADistillationTrainer(
+            model=model, args=args, train_dataset=dataset, callbacks=callbacks,
+            teacher=SubnetTeacher() if teacher == "subnet" else FloatTeacher(AutoModelForCausalLM.from_pretrained(model_dir)),
+            distillation=DistillationConfig(teacher=teacher, kl_weight=0.5, temperature=2.0),
+        )
     trainer.train()
     wrapped = trainer.model_wrapped
     result = {

@@ -15,6 +15,7 @@ from peft_qfa import QFAQuantizationConfig
 from peft_qfa.checkpoint import SEARCH_DATA_NAME
 from peft_qfa.cli import COMMANDS, build_parser, main
 from peft_qfa.supernet.layer import find_bit_layers
+from peft_qfa.train import distillation
 from peft_qfa.train.recipe import (
     SUMMARY_FILE,
     hold_back_search_blocks,
@@ -200,7 +201,8 @@ def test_train_command_resumes_from_its_checkpoints(
 
     interrupted = [*common[1:], "--output", str(tmp_path / "b"), "--save-steps", "2"]
     with monkeypatch.context() as patch:  # an interruption after step 2, once its checkpoint is written
-        patch.setattr(transformers, "Trainer", _trainer_stopping_at(2))
+        patch.setattr(transformers, "Trainer", _trainer_stopping_at(2))  # --distill none
+        patch.setattr(distillation, "QFADistillationTrainer", _trainer_stopping_at(2, distillation.QFADistillationTrainer))
         train_supernet(resolve_options(parse(*interrupted)))
     assert (tmp_path / "b" / "checkpoints" / "checkpoint-2").is_dir()
     (tmp_path / "b" / "checkpoints" / "checkpoint-3").mkdir()  # what a kill during the next checkpoint leaves
@@ -219,14 +221,51 @@ def test_train_command_resumes_from_its_checkpoints(
         train_supernet(resolve_options(parse(*common[1:], "--output", str(tmp_path / "c"), "--resume", "auto")))
 
 
-def _trainer_stopping_at(step):
+def _trainer_stopping_at(step, base=transformers.Trainer):
     class StopAt(transformers.TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == step:
                 control.should_training_stop = True
 
-    class StoppingTrainer(transformers.Trainer):
+    class StoppingTrainer(base):
         def __init__(self, *args, callbacks=None, **kwargs):
             super().__init__(*args, callbacks=[*(callbacks or []), StopAt()], **kwargs)
 
     return StoppingTrainer
+
+
+def test_distillation_is_the_default_objective_and_its_flags_are_checked():
+    options = resolve_options(parse("--model", "m", "--data", "a", "--output", "o"))
+    assert options["distill"] == "float" and options["distill_weight"] == 1.0 and options["clip_search"] is False
+    options = resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--clip-search"))
+    assert options["clip_search"] is True
+    with pytest.raises(ValueError, match=r"peft-qfa train: DistillationConfig: `kl_weight` must lie in \[0, 1\]"):
+        resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--distill-weight", "2"))
+    with pytest.raises(ValueError, match=r"--clip-search='maybe' is not valid: expected true or false, got 'maybe'\.$"):
+        resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--clip-search", "maybe"))
+
+
+@pytest.mark.parametrize(
+    "flags, trainer_name",
+    [(["--distill", "cached", "--distill-top-k", "4", "--distill-weight", "0.5"], "QFADistillationTrainer"),
+     (["--distill", "subnet", "--distill-temperature", "2"], "QFADistillationTrainer"),
+     (["--distill", "float", "--teacher-dtype", "bfloat16", "--clip-search"], "QFADistillationTrainer"),
+     (["--distill", "none", "--clip-search"], "Trainer")],
+)
+def test_train_command_runs_every_objective(tmp_path, text_files, tiny_model_with_tokenizer_dir, flags, trainer_name):
+    argv = [
+        "--model", tiny_model_with_tokenizer_dir, "--data", *text_files, "--output", str(tmp_path / "out"),
+        "--method", "rtn", "--group-size", "32", "--r", "2", "--steps", "3", "--batch-size", "2", "--seq-len", "16",
+        "--lr", "0.01", *flags,
+    ]
+    trainer, _ = train_supernet(resolve_options(parse(*argv)))
+    assert type(trainer).__name__ == trainer_name and trainer.state.global_step == 3
+    trained = [p for n, p in trainer.model.named_parameters() if p.requires_grad and ".qfa_B." in n]
+    assert any(p.abs().sum() > 0 for p in trained)
+    summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert summary["options"]["distill"] == flags[1]
+    built = trainer.model.base_model.model.config.quantization_config
+    built = built if isinstance(built, dict) else built.to_dict()
+    # RTN's clipping search scores each group's output error, so it calibrates on the training blocks
+    assert built.get("clip_search", False) == ("--clip-search" in flags)
+    assert ("calibration_tokens" in built) == ("--clip-search" in flags)

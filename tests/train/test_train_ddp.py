@@ -35,14 +35,13 @@ def load_worker():
     return module
 
 
-@pytest.fixture(scope="module")
-def ddp_ranks(tmp_path_factory, tiny_model_dir):
+def launch_two_ranks(out, tiny_model_dir, *worker_args):
     """Rank results of a 2-process ``accelerate launch`` (2 micro-batches of 2 per rank and step).
 
     accelerate 1.15's ``--cpu --num_processes 2`` starts one process only; ``--multi_gpu`` with
     ``TrainingArguments(use_cpu=True, ddp_backend="gloo")`` starts two gloo ranks on a CPU machine.
     """
-    out = tmp_path_factory.mktemp("ddp")
+    out.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
@@ -53,11 +52,16 @@ def ddp_ranks(tmp_path_factory, tiny_model_dir):
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
-        str(WORKER), tiny_model_dir, str(out), "2",
+        str(WORKER), tiny_model_dir, str(out), "2", *worker_args,
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     return [torch.load(out / f"rank{rank}.pt") for rank in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def ddp_ranks(tmp_path_factory, tiny_model_dir):
+    return launch_two_ranks(tmp_path_factory.mktemp("ddp"), tiny_model_dir)
 
 
 def test_two_gloo_ranks_train_the_same_subnets_to_identical_adapters(ddp_ranks, make_qfa_model):
@@ -96,3 +100,23 @@ def test_ddp_settings_that_break_supernet_training_are_refused(space32):
         check_ddp_settings(SimpleNamespace(**{**ddp, "ddp_static_graph": True}), uniform)
     check_ddp_settings(SimpleNamespace(**{**ddp, "ddp_static_graph": True}), build_sampler("fixed", space32, subnet=3))
     check_ddp_settings(SimpleNamespace(**{**ddp, "world_size": 1, "ddp_find_unused_parameters": False}), uniform)
+
+
+def test_ddp_with_in_place_distillation_matches_one_process(tmp_path, tiny_model_dir):
+    """The in-place teacher switches subnets inside compute_loss; under DDP both ranks still agree, and with
+    one process over the same global batches."""
+    ranks = launch_two_ranks(tmp_path / "ddp", tiny_model_dir, "default", "default", "subnet")
+    first, second = ranks
+    assert first["subnets"] == second["subnets"]
+    for name, value in first["adapters"].items():
+        assert torch.equal(value, second["adapters"][name]), name
+    (tmp_path / "one").mkdir()
+    load_worker().main(tiny_model_dir, str(tmp_path / "one"), "4", "default", "default", "subnet")
+    single = torch.load(tmp_path / "one" / "rank0.pt")
+    assert single["subnets"] == first["subnets"]
+    # Measured: 1 of 128 elements of one tensor differs by 6e-6 (the LM-loss test above: 7.5e-7). The sums
+    # run in another order (per rank, then all-reduce), and AdamW divides by sqrt(v): an element whose
+    # gradient is near zero turns a rounding difference into a visible update difference. Not yet traced
+    # further, hence the wider atol here only.
+    for name, value in single["adapters"].items():
+        torch.testing.assert_close(first["adapters"][name], value, rtol=1e-5, atol=1e-5)

@@ -114,13 +114,14 @@ class QFAHfQuantizer(HfQuantizer):
                 "Pass device_map=None or a single device."
             )
         tokens = None
-        if config.method == "gptq":
+        if config.uses_calibration:
             tokens = calibration_tokens(
                 config.calibration,
                 seq_len=config.calibration_seq_len,
                 n_samples=config.calibration_samples,
                 tokenizer=config.tokenizer,
                 model_path=getattr(model, "name_or_path", None),
+                add_bos=config.calibration_add_bos,
             )
         build_supernet(model, config, self.target_names, tokens)
         if tokens is not None:

@@ -27,10 +27,12 @@ Choices (QA-LoRA's setting unless said otherwise):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 import torch
 
+from .clipping import check_clip_ratios, hessian_blocks, search_clip_params
 from .grid import check_bits, check_weight, minmax_params, round_to_grid
 
 
@@ -91,8 +93,12 @@ def _gptq_one_bitwidth(
     block_size: int,
     order: torch.Tensor | None,
     static_params: tuple[torch.Tensor, torch.Tensor] | None,
+    fit_params: Callable[[torch.Tensor, int, int], tuple[torch.Tensor, torch.Tensor]],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The column loop for one bit-width; ``weight`` is a working copy (permuted if ``order``)."""
+    """The column loop for one bit-width; ``weight`` is a working copy (permuted if ``order``).
+
+    ``fit_params(columns, bits, first_column)`` fits one group's grid on its current columns.
+    """
     out_features, in_features = weight.shape
     n_groups = in_features // group_size
     codes = torch.zeros(out_features, in_features, dtype=torch.uint8, device=weight.device)
@@ -111,7 +117,7 @@ def _gptq_one_bitwidth(
             orig_col = int(order[col]) if order is not None else col
             group = orig_col // group_size
             if static_params is None and col % group_size == 0:
-                scales[:, group], zeros[:, group] = minmax_params(block[:, i : i + group_size], bits)
+                scales[:, group], zeros[:, group] = fit_params(block[:, i : i + group_size], bits, col)
             w = block[:, i]
             q = round_to_grid(w, scales[:, group], zeros[:, group], bits)
             codes[:, orig_col] = q.to(torch.uint8)
@@ -121,6 +127,17 @@ def _gptq_one_bitwidth(
             errors[:, i] = err
         weight[:, stop:] -= errors @ h_inv[start:stop, stop:]
     return codes, scales, zeros
+
+
+def _minmax_fit(columns: torch.Tensor, bits: int, _first: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return minmax_params(columns, bits)
+
+
+def _clipped_fit(
+    ratios: tuple[float, ...], hessian: torch.Tensor, columns: torch.Tensor, bits: int, first: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    last = first + columns.shape[-1]
+    return search_clip_params(columns, bits, ratios, hessian[first:last, first:last])
 
 
 @torch.no_grad()
@@ -134,8 +151,13 @@ def gptq_quantize(
     block_size: int = 128,
     act_order: bool = False,
     layer_name: str | None = None,
+    clip_ratios: Sequence[float] | None = None,
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """GPTQ-quantize ``weight [out, in]`` at every bit-width in ``bits`` from one ``hessian [in, in]``.
+
+    ``clip_ratios`` switches on the per-group clipping search (:mod:`peft_qfa.quant.clipping`): each
+    group's grid is the clip ratio with the least error on the group's columns
+    as GPTQ reaches them (output error through the group's block of ``H``), instead of their min-max grid.
 
     Returns ``{bits: (codes uint8 [out, in], scales fp32 [out, in/g], zeros fp32 [out, in/g])}``
     with codes in the original column order.
@@ -163,19 +185,31 @@ def gptq_quantize(
     base[:, dead] = 0.0
 
     order = None
+    original_h = hessian
     if act_order:
         order = torch.argsort(torch.diag(hessian), descending=True)
         hessian = hessian[order][:, order]
     h_inv = _inverse_hessian_factor(hessian, damp_percent, layer_name)
     block_size = -(-block_size // group_size) * group_size
+    fit_params = _minmax_fit
+    if clip_ratios is not None:
+        # ``hessian`` is permuted with ``order`` like the working copy, so the group starting at loop
+        # column ``col`` owns the block ``hessian[col:col+g, col:col+g]``.
+        fit_params = partial(_clipped_fit, check_clip_ratios(clip_ratios), hessian)
 
     results = {}
     for b in bit_list:
         static_params = None
         if act_order:
             groups = base.reshape(base.shape[0], -1, group_size)
-            static_params = minmax_params(groups, b)
+            static_params = (
+                minmax_params(groups, b)
+                if clip_ratios is None
+                else search_clip_params(groups, b, check_clip_ratios(clip_ratios), hessian_blocks(original_h, group_size))
+            )
         working = base[:, order] if order is not None else base.clone()
-        results[b] = _gptq_one_bitwidth(working, h_inv, b, group_size, block_size, order, static_params)
+        results[b] = _gptq_one_bitwidth(
+            working, h_inv, b, group_size, block_size, order, static_params, fit_params
+        )
         del working
     return results

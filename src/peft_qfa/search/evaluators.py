@@ -26,6 +26,7 @@ from torch import nn
 
 from ..supernet.space import Subnet
 from ..supernet.subnet import use_subnet
+from ..windows import cut_windows, window_bos
 from .weight_cache import DEFAULT_MAX_BYTES, DequantizedWeightCache
 
 
@@ -133,7 +134,11 @@ class LossEvaluator(Evaluator):
     Args:
         data: a string or list of strings (needs ``tokenizer``), a 1-D sequence/tensor of token ids
             (one stream, cut into windows) or a 2-D ``LongTensor [n, seq]`` (used as given).
-        tokenizer (*optional*): turns texts into ids (no special tokens are added).
+        tokenizer (*optional*): turns texts into ids; special tokens are not added to the texts, but every
+            window starts with the tokenizer's BOS when the tokenizer adds one by default
+            (:mod:`peft_qfa.windows`).
+        add_bos (`bool`, *optional*): override the tokenizer's BOS default for texts and 1-D ids (``True``
+            needs ``tokenizer``); a 2-D tensor is always used as given.
         seq_len (`int`, *optional*, defaults to 256): tokens per window.
         max_tokens (`int`, *optional*): keep only the first ``max_tokens`` tokens of the stream.
         batch_size (`int`, *optional*, defaults to 8): windows per forward pass.
@@ -151,6 +156,7 @@ class LossEvaluator(Evaluator):
         max_tokens: int | None = None,
         batch_size: int = 8,
         weight_cache_bytes: int | None = None,
+        add_bos: bool | None = None,
     ):
         super().__init__(weight_cache_bytes)
         if seq_len < 2 or batch_size < 1 or (max_tokens is not None and max_tokens < 2):
@@ -158,7 +164,7 @@ class LossEvaluator(Evaluator):
                 f"LossEvaluator: need seq_len >= 2, batch_size >= 1 and max_tokens >= 2 (or None); got "
                 f"seq_len={seq_len}, batch_size={batch_size}, max_tokens={max_tokens}."
             )
-        self.batches = self._batches(data, tokenizer, seq_len, max_tokens, batch_size)
+        self.batches = self._batches(data, tokenizer, seq_len, max_tokens, batch_size, window_bos(tokenizer, add_bos))
         self.n_tokens = sum(b.numel() for b in self.batches)
         self.batch_size = batch_size
 
@@ -179,7 +185,7 @@ class LossEvaluator(Evaluator):
         )
 
     @staticmethod
-    def _batches(data, tokenizer, seq_len, max_tokens, batch_size) -> list[torch.Tensor]:
+    def _batches(data, tokenizer, seq_len, max_tokens, batch_size, bos) -> list[torch.Tensor]:
         if isinstance(data, torch.Tensor) and data.dim() == 2:
             if data.is_floating_point() or data.shape[1] < 2:
                 raise ValueError(
@@ -213,10 +219,10 @@ class LossEvaluator(Evaluator):
             raise ValueError(
                 f"LossEvaluator: the evaluation data hold {stream.numel()} token(s); at least 2 are needed."
             )
-        full = stream.numel() // seq_len
-        batches = list(stream[: full * seq_len].view(full, seq_len).split(batch_size)) if full else []
-        if stream.numel() - full * seq_len >= 2:  # the tail is scored as one shorter window
-            batches.append(stream[full * seq_len :].unsqueeze(0))
+        windows = cut_windows(stream, seq_len, bos, keep_tail=True)  # the tail is scored as one shorter window
+        full = [w for w in windows if w.numel() == seq_len]
+        batches = list(torch.stack(full).split(batch_size)) if full else []
+        batches += [w.unsqueeze(0) for w in windows[len(full) :]]
         return batches
 
     def score(self, model: nn.Module) -> float:
@@ -291,10 +297,12 @@ class MultipleChoiceEvaluator(Evaluator):
         max_examples: int | None = None,
         batch_size: int = 16,
         weight_cache_bytes: int | None = None,
+        add_bos: bool | None = None,
     ):
         super().__init__(weight_cache_bytes)
         if tokenizer is None:
             raise ValueError("MultipleChoiceEvaluator: pass the model's `tokenizer=` to score the choices.")
+        bos = window_bos(tokenizer, add_bos)
         examples = load_task(task)["examples"][:max_examples]
         self.batch_size = batch_size
         # one row per (example, choice): token ids and where the choice starts
@@ -302,8 +310,8 @@ class MultipleChoiceEvaluator(Evaluator):
         self.spans: list[tuple[int, int]] = []  # each example's rows
         self.correct: list[set[int]] = []
         for example in examples:
-            prompt = _tokenize(tokenizer, example["input"])
-            if not prompt:  # a choice's first token is predicted from the input's last one
+            prompt = ([bos] if bos is not None else []) + _tokenize(tokenizer, example["input"])
+            if len(prompt) == (bos is not None):  # a choice's first token is predicted from the input's last one
                 raise ValueError(f"MultipleChoiceEvaluator: the input {example['input']!r} tokenizes to no tokens.")
             separator = "" if example["input"][-1:].isspace() else " "
             scores = example["target_scores"]

@@ -21,7 +21,9 @@ explicitly targeted head) get their Hessians from one full forward pass instead.
 Peak memory beyond the model: the calibration activations (two copies), one block's Hessians
 (``in_features**2`` floats per layer) and, per layer being quantized, one float working copy of
 its weight plus the unpacked ``uint8`` codes of its bit-widths until they are packed.
-``method="rtn"`` needs no data and quantizes layer by layer.
+``method="rtn"`` needs no data and quantizes layer by layer; with ``clip_search=True`` and
+calibration data it goes through the same block-by-block pass, because its clipping search
+minimises each group's output error through the layer's Hessian (:mod:`peft_qfa.quant.clipping`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from transformers.utils import logging
 from transformers.utils.logging import is_progress_bar_enabled
 
 from ..quant import HessianAccumulator, quantize_weight
+from ..windows import window_bos
 from .config import QFAQuantizationConfig
 from .integration import install_qfa_linear
 from .space import group_of
@@ -95,8 +98,12 @@ def _token_stream(texts: Sequence[str], tokenizer) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def _windows(stream: torch.Tensor, seq_len: int, n_samples: int) -> torch.Tensor:
-    """``n_samples`` non-overlapping windows of ``seq_len`` tokens spread evenly over ``stream``."""
+def _windows(stream: torch.Tensor, seq_len: int, n_samples: int, bos: int | None = None) -> torch.Tensor:
+    """``n_samples`` non-overlapping windows of ``seq_len`` tokens spread evenly over ``stream``
+    (``seq_len - 1`` of them after ``bos`` when given)."""
+    if bos is not None:
+        body = _windows(stream, seq_len - 1, n_samples)
+        return torch.cat([body.new_full((body.shape[0], 1), bos), body], dim=1)
     total = stream.numel()
     available = total // seq_len
     if available == 0:
@@ -126,12 +133,14 @@ def calibration_tokens(
     n_samples: int,
     tokenizer=None,
     model_path: str | None = None,
+    add_bos: bool | None = None,
 ) -> torch.Tensor:
     """The calibration set as a ``LongTensor [n, seq]`` of token ids.
 
     A 2-D integer tensor is used as given; texts (a string, a list of strings or a
     ``datasets.Dataset`` with a text column) and 1-D token streams are concatenated and cut into
-    ``n_samples`` windows of ``seq_len`` tokens.
+    ``n_samples`` windows of ``seq_len`` tokens. Windows cut from texts start with the tokenizer's BOS
+    when it adds one by default (``add_bos`` overrides; :mod:`peft_qfa.windows`); token ids are used as given.
     """
     if isinstance(calibration, torch.Tensor):
         if calibration.is_floating_point() or calibration.dim() not in (1, 2) or calibration.numel() == 0:
@@ -153,7 +162,8 @@ def calibration_tokens(
     texts = list(calibration)
     if not texts:
         raise ValueError("QFA calibration is empty: pass at least one text.")
-    return _windows(_token_stream(texts, _load_tokenizer(tokenizer, model_path)), seq_len, n_samples)
+    tokenizer = _load_tokenizer(tokenizer, model_path)
+    return _windows(_token_stream(texts, tokenizer), seq_len, n_samples, window_bos(tokenizer, add_bos))
 
 
 # ---------------------------------------------------------------------------------------------- blocks
@@ -233,6 +243,7 @@ def _quantize_and_install(model, name, config, hessian, progress) -> None:
         hessian=hessian,
         dtype=linear.weight.dtype,
         layer_name=name,
+        clip_ratios=config.search_clip_ratios,
         **(
             {
                 "damp_percent": config.damp_percent,
@@ -269,7 +280,7 @@ def build_supernet(
         disable=not is_progress_bar_enabled(),
     )
     try:
-        if config.method == "rtn":
+        if config.method == "rtn" and tokens is None:
             for name in target_names:
                 _quantize_and_install(model, name, config, None, progress)
         else:

@@ -20,6 +20,7 @@ from transformers.utils.quantization_config import QuantizationConfigMixin
 
 from .._compat import accept_loading_attributes
 from ..quant import METHODS, SUPPORTED_BITS
+from ..quant.clipping import DEFAULT_CLIP_RATIOS, check_clip_ratios
 from .budget import Budget
 from .space import GRANULARITIES
 
@@ -86,6 +87,9 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             Tokens per calibration window (texts are concatenated and cut into windows).
         calibration_samples (`int`, *optional*, defaults to 128):
             Number of windows taken from the texts (spread evenly over them).
+        calibration_add_bos (`bool`, *optional*):
+            Whether windows cut from calibration texts start with the tokenizer's BOS token; ``None``
+            (the default) follows the tokenizer (:mod:`peft_qfa.windows`). Token ids are used as given.
         target_modules (`str` or `list[str]`, *optional*, defaults to `"all-linear"`):
             As in PEFT: ``"all-linear"`` (every ``nn.Linear`` but the output head), a list of module
             name suffixes (``["q_proj", "v_proj"]``) or a regex matched against full module names.
@@ -100,6 +104,16 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         damp_percent (`float`, *optional*, defaults to 0.01), block_size (`int`, *optional*, defaults to 128),
         act_order (`bool`, *optional*, defaults to `False`):
             GPTQ options, see :func:`peft_qfa.quant.gptq_quantize`.
+        clip_search (`bool`, *optional*, defaults to `False`):
+            Per-group clipping search before rounding (:mod:`peft_qfa.quant.clipping`): every group's
+            range is shrunk by the clip ratio with the least output error on the calibration data
+            (GPTQ's Hessians; with ``"rtn"``, pass ``calibration`` too and the build collects them).
+            ``"rtn"`` without calibration minimises the weight error instead, which made SmolLM2
+            worse (docs/training.md has the figures).
+        clip_ratios (`tuple[float, ...]`, *optional*):
+            The ratios the search tries, each in (0, 1]; ``1.0`` is always added. Defaults to
+            ``peft_qfa.quant.DEFAULT_CLIP_RATIOS`` (1.0 down to 0.5 in steps of 0.025). Only with
+            ``clip_search=True``.
         budget (`float`, `str` or `Budget`, *optional*):
             Only when loading a saved supernet: the bit budget (``3.0``, ``"3.0bits"``) or byte budget
             (``"2.5GB"``) to search a subnet for. Parsed here, once, into a :class:`~peft_qfa.Budget`.
@@ -139,12 +153,15 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         calibration: Any = None,
         calibration_seq_len: int = 512,
         calibration_samples: int = 128,
+        calibration_add_bos: bool | None = None,
         target_modules: str | Sequence[str] = "all-linear",
         modules_to_not_convert: Sequence[str] | None = None,
         granularity: str = "block",
         damp_percent: float = 0.01,
         block_size: int = 128,
         act_order: bool = False,
+        clip_search: bool = False,
+        clip_ratios: Sequence[float] | None = None,
         budget: float | str | Budget | None = None,
         tokenizer: Any = None,
         calibration_tokens: int | None = None,
@@ -174,10 +191,13 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         self.tokenizer = tokenizer
         self.calibration_seq_len = calibration_seq_len
         self.calibration_samples = calibration_samples
+        self.calibration_add_bos = calibration_add_bos
         self.calibration_tokens = calibration_tokens
         self.damp_percent = damp_percent
         self.block_size = block_size
         self.act_order = act_order
+        self.clip_search = clip_search
+        self.clip_ratios = clip_ratios
         self.budget = budget
         self.subnet = subnet
         self.search_data = search_data
@@ -228,6 +248,12 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             raise TypeError(f"QFAQuantizationConfig: `allow_any_model` must be a bool, got {self.allow_any_model!r}.")
         if not isinstance(self.act_order, bool):
             raise TypeError(f"QFAQuantizationConfig: `act_order` must be a bool, got {self.act_order!r}.")
+        self._check_clipping()
+        if self.calibration_add_bos is not None and not isinstance(self.calibration_add_bos, bool):
+            raise TypeError(
+                "QFAQuantizationConfig: `calibration_add_bos` must be True, False or None (follow the tokenizer), "
+                f"got {self.calibration_add_bos!r}."
+            )
         if isinstance(self.budget, Mapping):
             warnings.warn(
                 "QFAQuantizationConfig(budget={group: bits}) is deprecated: an explicit subnet is "
@@ -248,6 +274,27 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
                 )
         self._check_deployment_fields()
         self._check_calibration()
+
+    def _check_clipping(self) -> None:
+        if not isinstance(self.clip_search, bool):
+            raise TypeError(f"QFAQuantizationConfig: `clip_search` must be a bool, got {self.clip_search!r}.")
+        if self.clip_ratios is None:
+            return
+        if not self.clip_search:
+            warnings.warn(
+                "QFAQuantizationConfig: `clip_ratios` is ignored without `clip_search=True`.", stacklevel=3
+            )
+        try:
+            self.clip_ratios = check_clip_ratios(self.clip_ratios)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"QFAQuantizationConfig: `clip_ratios`: {err}") from None
+
+    @property
+    def search_clip_ratios(self) -> tuple[float, ...] | None:
+        """The clip ratios the build searches, or ``None`` when clipping is off."""
+        if not self.clip_search:
+            return None
+        return self.clip_ratios if self.clip_ratios is not None else DEFAULT_CLIP_RATIOS
 
     @staticmethod
     def _normalised_bits(bits) -> tuple[int, ...]:
@@ -337,6 +384,11 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         return self.budget is not None or self.subnet is not None
 
     @property
+    def uses_calibration(self) -> bool:
+        """Whether the build runs the calibration data: GPTQ, or RTN's clipping search when data are given."""
+        return self.method == "gptq" or (self.clip_search and self.calibration is not None)
+
+    @property
     def needs_calibration(self) -> bool:
         """Whether building from this config still needs ``calibration`` data."""
         return (
@@ -364,8 +416,13 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             "block_size": self.block_size,
             "act_order": self.act_order,
         }
+        if self.clip_search:
+            out["clip_search"] = True
+            out["clip_ratios"] = list(self.search_clip_ratios)
         if self.calibration_tokens is not None:
             out["calibration_tokens"] = self.calibration_tokens
+        if self.calibration_add_bos is not None:
+            out["calibration_add_bos"] = self.calibration_add_bos
         if self.budget is not None:
             out["budget"] = self.budget.to_json()
         if self.subnet is not None:

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             flag,
             dest=option.name,
             default=None,  # None = not given, so that a config file value is not overridden
-            nargs=option.nargs,
+            nargs="?" if option.const is not None else option.nargs,
+            const=option.const,
             choices=option.choices,
             help=option.help + default,
         )

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..validate import parsed as parse_flag
+from ..windows import window_bos
 from .checks import JSON_SUFFIXES, TEXT_SUFFIXES
 from .samplers import SAMPLERS
 
@@ -44,6 +46,20 @@ def _optional_int(value: Any) -> int | None:
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _auto_bool(value: Any) -> bool | None:
+    return None if value is None or str(value).lower() == "auto" else _bool(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "yes", "1"):
+        return True
+    if str(value).lower() in ("false", "no", "0"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
 DEFAULT_RANK = 16
@@ -75,6 +91,7 @@ class Option:
     parse: Callable[[Any], Any] = str
     choices: Sequence[str] | None = None
     nargs: str | None = None
+    const: Any = None  # the value of the bare flag (``--clip-search``), which then takes an optional value
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -87,12 +104,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("bits", (2, 3, 4), "Candidate bit-widths, comma-separated.", _bits),
     Option("group_size", 64, "Quantization group size (input columns per scale/zero).", int),
     Option("method", "gptq", "Base quantizer; GPTQ calibrates on the training data.", choices=("gptq", "rtn")),
-    Option("calibration_samples", 128, "GPTQ calibration blocks, taken evenly from the training data.", int),
+    Option("clip_search", False, "Per-group clipping search before RTN/GPTQ rounding: each group's clip ratio with the "
+           "least output error on the calibration blocks (also with --method rtn); `--clip-search` alone switches it "
+           "on.", _bool, const="true"),
+    Option("calibration_samples", 128, "GPTQ (and --clip-search) calibration blocks, taken evenly from the training data.", int),
     Option("granularity", "block", "Search-space unit: one bit-width per decoder block or per layer.",
            choices=("block", "layer")),
     Option("r", None, f"Adapter rank, at most in_features / group_size (default: {DEFAULT_RANK}, or the largest the "
            "model's narrowest layer allows if that is smaller).", _optional_int),
     Option("lora_alpha", None, "Adapter scale numerator (scale = lora_alpha / r; default: 2 x r).", _optional_float),
+    Option("distill", "float", "Objective: distil the float model into every sampled subnet (`float`: the float model "
+           "in no-grad; `cached`: its top-k log-probabilities computed before the build, for models that do not fit "
+           "twice; `subnet`: the supernet's all-highest-bits subnet, no float model) or `none` (the LM loss).",
+           choices=("float", "cached", "subnet", "none")),
+    Option("distill_temperature", 1.0, "Distillation temperature.", float),
+    Option("distill_weight", 1.0, "Weight of the KL in the loss; the LM loss gets 1 - weight.", float),
+    Option("distill_top_k", 64, "Tokens per position kept by `--distill cached`.", int),
+    Option("teacher_dtype", None, "Dtype of the float teacher (default: --dtype; bfloat16 halves its memory).",
+           choices=("float32", "bfloat16", "float16")),
     Option("schedule", "resource-balanced", "Subnet sampler.", choices=tuple(sorted(SAMPLERS))),
     Option("fixed_bits", None, "The bit-width of every group for `--schedule fixed`.", _optional_int),
     Option("seed", 0, "Seed of the sampler, the adapter initialisation and the data order.", int),
@@ -105,6 +134,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch_size", 4, "Blocks per device per micro-batch.", int),
     Option("grad_accum", 1, "Micro-batches per optimizer step (all share one subnet).", int),
     Option("seq_len", 512, "Tokens per training block.", int),
+    Option("add_bos", "auto", "Start every training, calibration and search window with the BOS token: `auto` "
+           "follows the tokenizer's default (Llama and Mistral tokenizers add one), or true / false.", _auto_bool),
     Option("search_tokens", 2048, "Tokens held back from the end of the data (at most 10%% of it, whole blocks) "
            "and saved with the supernet: a later load with only a budget scores subnets on them (0: none).", int),
     Option("dtype", "float32", "Dtype of scales, zeros and full-precision layers.",
@@ -140,14 +171,32 @@ def resolve_options(given: Mapping[str, Any]) -> dict[str, Any]:
         option = _BY_NAME[name]
         flag = "--" + name.replace("_", "-")
         parsed[name] = parse_flag(flag, value, option.parse) if value is not None else None
-        if option.choices and parsed[name] not in option.choices:
+        if option.choices and parsed[name] is not None and parsed[name] not in option.choices:
             raise ValueError(f"peft-qfa train: `{name}={parsed[name]!r}` is not one of {list(option.choices)}.")
     if parsed["schedule"] == "fixed" and parsed["fixed_bits"] is None:
         raise ValueError("peft-qfa train: `--schedule fixed` needs `--fixed-bits` (the bit-width to train).")
     for name in ("steps", "batch_size", "grad_accum", "seq_len", "logging_steps"):
         if parsed[name] <= 0:
             raise ValueError(f"peft-qfa train: --{name.replace('_', '-')} must be positive, got {parsed[name]}.")
+    distillation_config(parsed)  # validates the distillation options
     return parsed
+
+
+def distillation_config(options: Mapping[str, Any]):
+    """The ``DistillationConfig`` of the ``--distill*`` options, or ``None`` for ``--distill none``."""
+    from .distillation import DistillationConfig
+
+    if options["distill"] == "none":
+        return None
+    try:
+        return DistillationConfig(
+            teacher=options["distill"],
+            temperature=options["distill_temperature"],
+            kl_weight=options["distill_weight"],
+            top_k=options["distill_top_k"],
+        )
+    except ValueError as err:
+        raise ValueError(f"peft-qfa train: {err}") from None
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -221,10 +270,11 @@ def load_texts(sources: Sequence[str], text_column: str = "text", split: str = "
     return dataset
 
 
-def hold_back_search_blocks(blocks, search_tokens: int, seq_len: int):
+def hold_back_search_blocks(blocks, search_tokens: int, seq_len: int, as_windows: bool = False):
     """Split off the last whole blocks (``search_tokens`` tokens, at most 10% of the blocks) as search data.
 
-    Returns ``(training blocks, search token ids or None)``. The search data are text the adapters
+    Returns ``(training blocks, search token ids or None)``: one stream, or with ``as_windows`` the
+    blocks ``[n, seq_len]`` as they are (blocks that start with BOS must not be cut again). The search data are text the adapters
     never trained on, so the budget search that later runs on them does not favour memorised text.
     """
     import torch
@@ -235,16 +285,21 @@ def hold_back_search_blocks(blocks, search_tokens: int, seq_len: int):
     if count == 0:
         return blocks, None
     kept = len(blocks) - count
-    search_ids = torch.stack([blocks[i]["input_ids"] for i in range(kept, len(blocks))]).reshape(-1)
-    return blocks.select(range(kept)), search_ids
+    search_ids = torch.stack([blocks[i]["input_ids"] for i in range(kept, len(blocks))])
+    return blocks.select(range(kept)), search_ids if as_windows else search_ids.reshape(-1)
 
 
-def token_blocks(dataset, tokenizer, seq_len: int, text_column: str = "text"):
+def token_blocks(dataset, tokenizer, seq_len: int, text_column: str = "text", add_bos: bool | None = None):
     """Tokenize every text (an EOS after each), concatenate, and cut into ``seq_len``-token blocks.
+
+    Each block starts with the BOS token when the tokenizer adds one by default or ``add_bos=True``
+    (then it holds ``seq_len - 1`` text tokens; :mod:`peft_qfa.windows`).
 
     Returns a `datasets.Dataset` with ``input_ids`` and ``labels`` (the same ids: causal LM loss).
     """
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    bos = window_bos(tokenizer, add_bos)
+    lead, body = ([bos], seq_len - 1) if bos is not None else ([], seq_len)
 
     def tokenize(batch):
         ids = tokenizer(batch[text_column], add_special_tokens=False, verbose=False)["input_ids"]
@@ -252,8 +307,8 @@ def token_blocks(dataset, tokenizer, seq_len: int, text_column: str = "text"):
 
     def cut(batch):
         stream = [token for row in batch["ids"] for token in row]
-        usable = len(stream) // seq_len * seq_len
-        blocks = [stream[i : i + seq_len] for i in range(0, usable, seq_len)]
+        usable = len(stream) // body * body
+        blocks = [lead + stream[i : i + body] for i in range(0, usable, body)]
         return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
 
     tokenized = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
@@ -308,6 +363,7 @@ def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
     from ..tuner import QFAConfig
     from .callback import QFASamplerCallback
     from .checks import check_train_options
+    from .distillation import QFADistillationTrainer, prepare_teacher
     from .resume import latest_complete_checkpoint
 
     options = resolve_options({**dict(options or {}), **kwargs})  # the rank and scale defaults are filled below
@@ -320,12 +376,21 @@ def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
         tokenizer,
         options["seq_len"],
         options["text_column"],
+        options["add_bos"],
     )
     blocks.set_format("torch")
-    blocks, search_ids = hold_back_search_blocks(blocks, options["search_tokens"], options["seq_len"])
+    blocks, search_ids = hold_back_search_blocks(
+        blocks, options["search_tokens"], options["seq_len"], window_bos(tokenizer, options["add_bos"]) is not None
+    )
+    distillation = distillation_config(options)
+    teacher = None
+    if distillation is not None:  # before the build: a cached teacher frees its float model first
+        teacher, blocks = prepare_teacher(
+            distillation, options["model"], getattr(torch, options["teacher_dtype"] or options["dtype"]), blocks
+        )
 
     calibration = None
-    if options["method"] == "gptq":
+    if options["method"] == "gptq" or options["clip_search"]:  # the clipping search scores output error
         count = min(options["calibration_samples"], len(blocks))
         picks = torch.linspace(0, len(blocks) - 1, count).long().tolist()
         calibration = torch.stack([blocks[i]["input_ids"] for i in picks])
@@ -337,6 +402,7 @@ def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
         calibration=calibration,
         calibration_seq_len=options["seq_len"],
         calibration_samples=options["calibration_samples"],
+        clip_search=options["clip_search"],
     )
     supernet = AutoModelForCausalLM.from_pretrained(
         options["model"], quantization_config=quantization, dtype=getattr(torch, options["dtype"])
@@ -371,8 +437,10 @@ def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
         seed=options["seed"],
         report_to=options["report_to"],
         use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=teacher is None,  # the cached teacher's row index must reach compute_loss
     )
-    trainer = Trainer(
+    trainer_cls = Trainer if teacher is None else partial(QFADistillationTrainer, teacher=teacher, distillation=distillation)
+    trainer = trainer_cls(
         model=model, args=args, train_dataset=blocks, data_collator=default_data_collator, callbacks=[callback]
     )
     # transformers runs its report_to integrations before user callbacks; run ours right after the flow
