@@ -239,7 +239,7 @@ def test_distillation_is_the_default_objective_and_its_flags_are_checked():
     assert options["distill"] == "float" and options["distill_weight"] == 1.0 and options["clip_search"] is False
     options = resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--clip-search"))
     assert options["clip_search"] is True
-    with pytest.raises(ValueError, match=r"peft-qfa train: DistillationConfig: `kl_weight` must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"peft-qfa train: --distill-weight must lie in \[0, 1\]"):
         resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--distill-weight", "2"))
     with pytest.raises(ValueError, match=r"--clip-search='maybe' is not valid: expected true or false, got 'maybe'\.$"):
         resolve_options(parse("--model", "m", "--data", "a", "--output", "o", "--clip-search", "maybe"))

@@ -195,8 +195,12 @@ def distillation_config(options: Mapping[str, Any]):
             kl_weight=options["distill_weight"],
             top_k=options["distill_top_k"],
         )
-    except ValueError as err:
-        raise ValueError(f"peft-qfa train: {err}") from None
+    except ValueError as err:  # name the flag, not the config field
+        message = str(err).removeprefix("DistillationConfig: ")
+        for field, flag in (("temperature", "--distill-temperature"), ("kl_weight", "--distill-weight"),
+                            ("top_k", "--distill-top-k"), ("teacher", "--distill")):
+            message = message.replace(f"`{field}`", flag)
+        raise ValueError(f"peft-qfa train: {message}") from None
 
 
 def _read_config(path: str) -> dict[str, Any]:
