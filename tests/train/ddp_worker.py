@@ -1,8 +1,8 @@
 """One rank of a 2-process DDP (gloo, CPU) supernet training run; launched by test_train_ddp.py.
 
-Usage: ``python -m torch.distributed.run --nproc_per_node 2 ddp_worker.py MODEL_DIR OUT_DIR GRAD_ACCUM [FIND_UNUSED [STATIC_GRAPH [TEACHER]]]``
+Usage: ``python -m torch.distributed.run --nproc_per_node 2 ddp_worker.py MODEL_DIR OUT_DIR GRAD_ACCUM [FIND_UNUSED [STATIC_GRAPH [TEACHER [OPTIM]]]]``
 (``default``, ``true`` or ``false``: TrainingArguments' ``ddp_find_unused_parameters`` /
-``ddp_static_graph``; TEACHER ``none``, ``float`` or ``subnet``: distillation with that teacher). Run without a launcher it trains in one process, the reference a DDP run must match. Each rank writes ``rank{r}.pt``: its adapter tensors,
+``ddp_static_graph``; TEACHER ``none``, ``float`` or ``subnet``: distillation with that teacher; OPTIM a ``TrainingArguments.optim``). Run without a launcher it trains in one process, the reference a DDP run must match. Each rank writes ``rank{r}.pt``: its adapter tensors,
 the subnet it trained at every step and what the Trainer saw of the distributed setup.
 """
 
@@ -42,7 +42,7 @@ FLAG = {"default": None, "true": True, "false": False}
 
 def main(
     model_dir: str, out_dir: str, grad_accum: str, find_unused: str = "default", static_graph: str = "default",
-    teacher: str = "none",
+    teacher: str = "none", optim: str = "adamw_torch",
 ) -> None:
     torch.set_num_threads(1)
     supernet = AutoModelForCausalLM.from_pretrained(
@@ -58,6 +58,7 @@ def main(
         per_device_train_batch_size=2,
         gradient_accumulation_steps=int(grad_accum),
         learning_rate=1e-2,
+        optim=optim,
         report_to=[],
         save_strategy="no",
         use_cpu=True,

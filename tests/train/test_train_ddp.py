@@ -105,18 +105,19 @@ def test_ddp_settings_that_break_supernet_training_are_refused(space32):
 def test_ddp_with_in_place_distillation_matches_one_process(tmp_path, tiny_model_dir):
     """The in-place teacher switches subnets inside compute_loss; under DDP both ranks still agree, and with
     one process over the same global batches."""
-    ranks = launch_two_ranks(tmp_path / "ddp", tiny_model_dir, "default", "default", "subnet")
+    # Plain SGD: AdamW divides by sqrt(v), so an element whose gradient is near zero turns the rounding
+    # difference of another summation order (per rank, then all-reduce) into a visible update difference
+    # (measured with AdamW: 6e-6 on torch 2.13, 8.8e-4 on 2.11).
+    ranks = launch_two_ranks(tmp_path / "ddp", tiny_model_dir, "default", "default", "subnet", "sgd")
     first, second = ranks
     assert first["subnets"] == second["subnets"]
     for name, value in first["adapters"].items():
         assert torch.equal(value, second["adapters"][name]), name
     (tmp_path / "one").mkdir()
-    load_worker().main(tiny_model_dir, str(tmp_path / "one"), "4", "default", "default", "subnet")
+    load_worker().main(tiny_model_dir, str(tmp_path / "one"), "4", "default", "default", "subnet", "sgd")
     single = torch.load(tmp_path / "one" / "rank0.pt")
     assert single["subnets"] == first["subnets"]
-    # Measured: 1 of 128 elements of one tensor differs by 6e-6 (the LM-loss test above: 7.5e-7). The sums
-    # run in another order (per rank, then all-reduce), and AdamW divides by sqrt(v): an element whose
-    # gradient is near zero turns a rounding difference into a visible update difference. Not yet traced
-    # further, hence the wider atol here only.
+    # Measured with SGD on the pinned set: 6e-11 apart, while training with 2 instead of 4 accumulation
+    # steps moves the adapters by 4e-4; the comparison is as tight as the LM-loss test's.
     for name, value in single["adapters"].items():
-        torch.testing.assert_close(first["adapters"][name], value, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(first["adapters"][name], value, rtol=1e-5, atol=1e-6)

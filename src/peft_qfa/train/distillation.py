@@ -278,6 +278,10 @@ class QFADistillationTrainer(Trainer):
 
     def __init__(self, *args, teacher: Teacher, distillation: DistillationConfig | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        # The loss is a per-micro-batch mean, so the Trainer must divide it by the accumulation steps.
+        # transformers >= 5.19 reads `loss_is_scaled_for_ga` (above); older ones divide only when the model
+        # "does not accept loss kwargs", and otherwise left our loss scaled by the accumulation steps.
+        self.model_accepts_loss_kwargs = False
         if not isinstance(teacher, Teacher):
             raise TypeError(f"QFADistillationTrainer: `teacher` must be a Teacher, got {type(teacher).__name__}.")
         self.teacher = teacher
