@@ -106,3 +106,18 @@ def test_an_uninstalled_source_tree_skips_the_check(monkeypatch):
 
     monkeypatch.setattr(versions.metadata, "requires", not_installed)
     assert versions.incompatible_dependencies() == []
+
+
+def test_a_missing_upstream_is_named_too(monkeypatch):
+    real_version = importlib.metadata.version
+
+    def version(name):
+        if name == "peft":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(versions.metadata, "requires", lambda name: ["peft>=0.19.1"])
+    monkeypatch.setattr(versions.metadata, "version", version)
+    assert versions.incompatible_dependencies() == ["peft is not installed; peft-qfa needs peft>=0.19.1"]
+    with pytest.raises(versions.IncompatibleDependencyError, match=r"pip install 'peft>=0\.19\.1'"):
+        versions.check_dependencies()

@@ -36,10 +36,8 @@ def _declared_ranges(distribution: str) -> dict[str, str]:
     return ranges
 
 
-def incompatible_dependencies(
-    distribution: str = "peft-qfa", packages: tuple[str, ...] = CHECKED_AT_IMPORT
-) -> list[str]:
-    """One line per installed package of ``packages`` outside its declared range (empty when all fit)."""
+def _out_of_range(distribution: str, packages: tuple[str, ...]) -> list[tuple[str, str | None, str]]:
+    """``(package, installed version or None, declared requirement)`` for each package outside its range."""
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 
@@ -47,7 +45,7 @@ def incompatible_dependencies(
         ranges = _declared_ranges(distribution)
     except metadata.PackageNotFoundError:
         return []
-    problems = []
+    found = []
     for package in packages:
         specifier = ranges.get(package)
         if not specifier:
@@ -55,21 +53,32 @@ def incompatible_dependencies(
         try:
             installed = metadata.version(package)
         except metadata.PackageNotFoundError:
-            problems.append(f"{package} is not installed; peft-qfa needs {package}{specifier}")
-            continue
-        if not SpecifierSet(specifier).contains(Version(installed), prereleases=True):
-            problems.append(f"{package} {installed} is installed; peft-qfa needs {package}{specifier}")
-    return problems
+            installed = None
+        if installed is None or not SpecifierSet(specifier).contains(Version(installed), prereleases=True):
+            found.append((package, installed, package + specifier))
+    return found
+
+
+def incompatible_dependencies(
+    distribution: str = "peft-qfa", packages: tuple[str, ...] = CHECKED_AT_IMPORT
+) -> list[str]:
+    """One line per installed package of ``packages`` outside its declared range (empty when all fit)."""
+    return [_describe(*found) for found in _out_of_range(distribution, packages)]
+
+
+def _describe(package: str, installed: str | None, requirement: str) -> str:
+    state = "is not installed" if installed is None else f"{installed} is installed"
+    return f"{package} {state}; peft-qfa needs {requirement}"
 
 
 def check_dependencies(distribution: str = "peft-qfa") -> None:
     """Raise `IncompatibleDependencyError` listing every out-of-range package and the pip command to fix it."""
-    problems = incompatible_dependencies(distribution)
-    if problems:
-        fix = " ".join(f"'{line.rsplit('needs ', 1)[1]}'" for line in problems)
+    found = _out_of_range(distribution, CHECKED_AT_IMPORT)
+    if found:
+        fix = " ".join(f"'{requirement}'" for _, _, requirement in found)
         raise IncompatibleDependencyError(
             "peft-qfa cannot work with the installed packages: "
-            + "; ".join(problems)
+            + "; ".join(_describe(*item) for item in found)
             + f". Install a compatible set with: pip install {fix} (or the tested set: "
             "pip install -c constraints.txt peft-qfa, with constraints.txt from the peft-qfa repository)."
         )
