@@ -250,7 +250,8 @@ def test_distillation_is_the_default_objective_and_its_flags_are_checked():
     [(["--distill", "cached", "--distill-top-k", "4", "--distill-weight", "0.5"], "QFADistillationTrainer"),
      (["--distill", "subnet", "--distill-temperature", "2"], "QFADistillationTrainer"),
      (["--distill", "float", "--teacher-dtype", "bfloat16", "--clip-search"], "QFADistillationTrainer"),
-     (["--distill", "none", "--clip-search"], "Trainer")],
+     (["--distill", "none", "--clip-search"], "Trainer"),
+     (["--distill", "none", "--train-bits", "2,4", "--warmup-steps", "1"], "Trainer")],
 )
 def test_train_command_runs_every_objective(tmp_path, text_files, tiny_model_with_tokenizer_dir, flags, trainer_name):
     argv = [
@@ -269,3 +270,25 @@ def test_train_command_runs_every_objective(tmp_path, text_files, tiny_model_wit
     # RTN's clipping search scores each group's output error, so it calibrates on the training blocks
     assert built.get("clip_search", False) == ("--clip-search" in flags)
     assert ("calibration_tokens" in built) == ("--clip-search" in flags)
+    if "--train-bits" in flags:  # the first step leaves out 2 bits, then only 2 and 4 are drawn
+        assert summary["sampler"]["train_bits"] == [2, 4] and summary["sampler"]["warmup_bits"] == [4]
+        assert all(set(counts) <= {"2", "4"} and counts["4"] >= 1 for counts in summary["bit_counts"].values())
+
+
+def test_candidate_bits_flags_reach_the_sampler_and_bad_ones_are_named():
+    from peft_qfa.train.checks import check_values
+
+    base = ("--model", "m", "--data", "a", "--output", "o", "--steps", "100")
+    options = resolve_options(parse(*base, "--train-bits", "3,4", "--warmup-steps", "10"))
+    assert options["train_bits"] == (3, 4) and options["warmup_steps"] == 10
+    check_values(options)
+    defaults = resolve_options(parse(*base))
+    assert defaults["train_bits"] is None and defaults["warmup_steps"] == 0
+    for flags, message in [
+        (("--train-bits", "5"), r"--train-bits=5 must be a non-empty subset of --bits=2,3,4"),
+        (("--train-bits", "4", "--warmup-steps", "3"), "needs at least two of them"),
+        (("--warmup-steps", "100"), "--warmup-steps=100 must be fewer than --steps=100"),
+        (("--warmup-steps", "-1"), "--warmup-steps"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_values(resolve_options(parse(*base, *flags)))

@@ -91,6 +91,27 @@ class SearchSpace:
         bits = {name: layer.candidate_bits for name, layer in layers.items()}
         return cls(shapes, bits, granularity, _full_precision_bytes(model))
 
+    def restricted(self, bits) -> SearchSpace:
+        """The same groups with only the candidate bit-widths in ``bits`` (to train some bit-widths only).
+
+        Raises:
+            `ValueError`: ``bits`` names a bit-width no group holds, or leaves a group without any.
+        """
+        keep = sorted({int(b) for b in bits})
+        unknown = [b for b in keep if b not in self.all_bits]
+        if not keep or unknown:
+            raise ValueError(
+                f"Cannot restrict the search space to bits {list(bits)}: the supernet holds {list(self.all_bits)}."
+            )
+        choices = {name: tuple(b for b in held if b in keep) for name, held in self.layer_bits_choices.items()}
+        empty = [name for name, held in choices.items() if not held]
+        if empty:
+            raise ValueError(
+                f"Restricting the search space to bits {keep} leaves layer `{empty[0]}` (and {len(empty) - 1} more) "
+                f"without a bit-width; it holds {list(self.layer_bits_choices[empty[0]])}."
+            )
+        return SearchSpace(self.layers, choices, self.granularity, self.other_bytes)
+
     # ------------------------------------------------------------------ queries
     @property
     def group_names(self) -> list[str]:

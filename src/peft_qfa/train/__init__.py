@@ -4,6 +4,7 @@ from .callback import AVG_BITS_LOG_KEY, QFASamplerCallback
 from .recipe import train_supernet
 from .samplers import (
     SAMPLERS,
+    CandidateBitsSampler,
     FixedSampler,
     ResourceBalancedSampler,
     SandwichSampler,
@@ -17,6 +18,7 @@ from .samplers import (
 __all__ = [
     "AVG_BITS_LOG_KEY",
     "SAMPLERS",
+    "CandidateBitsSampler",
     "FixedSampler",
     "QFASamplerCallback",
     "ResourceBalancedSampler",

@@ -47,6 +47,17 @@ def check_values(options: Mapping[str, Any]) -> None:
         finite_number("--lora-alpha", options["lora_alpha"])
     if options["fixed_bits"] is not None and options["fixed_bits"] not in options["bits"]:
         raise ValueError(f"--fixed-bits={options['fixed_bits']} is not one of --bits={list(options['bits'])}.")
+    positive_int("--warmup-steps", options["warmup_steps"], allow_zero=True)
+    train_bits = options["train_bits"]
+    if train_bits is not None and (not train_bits or set(train_bits) - set(options["bits"])):
+        raise ValueError(
+            f"--train-bits={','.join(map(str, train_bits))} must be a non-empty subset of --bits="
+            f"{','.join(map(str, options['bits']))}."
+        )
+    if options["warmup_steps"] and len(train_bits or options["bits"]) < 2:
+        raise ValueError("--warmup-steps leaves out the lowest of --train-bits, so it needs at least two of them.")
+    if options["warmup_steps"] and options["warmup_steps"] >= options["steps"]:
+        raise ValueError(f"--warmup-steps={options['warmup_steps']} must be fewer than --steps={options['steps']}.")
     check_trainer_names(options)
 
 

@@ -124,6 +124,10 @@ OPTIONS: tuple[Option, ...] = (
            choices=("float32", "bfloat16", "float16")),
     Option("schedule", "resource-balanced", "Subnet sampler.", choices=tuple(sorted(SAMPLERS))),
     Option("fixed_bits", None, "The bit-width of every group for `--schedule fixed`.", _optional_int),
+    Option("train_bits", None, "Bit-widths the sampler draws, comma-separated (default: all of --bits); the supernet "
+           "keeps every bit-width of --bits for the search.", _bits),
+    Option("warmup_steps", 0, "Optimizer steps at the start that leave out the lowest of --train-bits, so the "
+           "higher bit-widths' adapters settle before mixed subnets with low-bit groups train them.", int),
     Option("seed", 0, "Seed of the sampler, the adapter initialisation and the data order.", int),
     Option("period", None, "Resource-balanced wave period in optimizer steps (default: 80%% of --steps).",
            _optional_int),
@@ -422,6 +426,10 @@ def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
     )
 
     sampler_options = {"subnet": options["fixed_bits"]} if options["schedule"] == "fixed" else {}
+    if options["train_bits"] is not None:
+        sampler_options["train_bits"] = list(options["train_bits"])
+    if options["warmup_steps"]:
+        sampler_options["warmup_steps"] = options["warmup_steps"]
     callback = QFASamplerCallback(
         schedule=options["schedule"], seed=options["seed"], period=options["period"], **sampler_options
     )

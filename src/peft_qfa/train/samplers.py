@@ -262,7 +262,8 @@ def build_sampler(
         period (`int`, *optional*): the wave period of periodic samplers in optimizer steps; defaults to
             80% of ``total_steps``. Ignored by the others, but must be positive if given.
         total_steps (`int`, *optional*): the run's optimizer steps, for the default period.
-        **options: sampler-specific settings, e.g. ``subnet=3`` for ``"fixed"``.
+        **options: sampler-specific settings, e.g. ``subnet=3`` for ``"fixed"``; and, for every sampler,
+            ``train_bits``, ``warmup_steps`` and ``warmup_bits`` (see :class:`CandidateBitsSampler`).
 
     Raises:
         `ValueError`: an unknown name (the message lists the known ones), a non-positive ``period``, or a
@@ -272,6 +273,11 @@ def build_sampler(
         raise ValueError(f"Unknown QFA sampler schedule {name!r}; known schedules: {sorted(SAMPLERS)}.")
     if period is not None:
         period = _check_period(period, f"QFA sampler {name!r}")
+    if any(key in options for key in CANDIDATE_OPTIONS):
+        staged = {key: options.pop(key) for key in CANDIDATE_OPTIONS if key in options}
+        return CandidateBitsSampler(
+            space, name, seed=seed, period=period, total_steps=total_steps, **staged, **options
+        )
     cls = SAMPLERS[name]
     if not cls.periodic:
         return cls(space, seed, **options)
@@ -283,3 +289,94 @@ def build_sampler(
             )
         period = default_period(total_steps)
     return cls(space, seed, period=period, **options)
+
+
+CANDIDATE_OPTIONS = ("train_bits", "warmup_steps", "warmup_bits")
+"""Options of :func:`build_sampler` that restrict which bit-widths a sampler may draw."""
+
+
+def _check_bits_subset(bits: Any, space: SearchSpace, option: str) -> tuple[int, ...]:
+    if isinstance(bits, (bool, str)) or not isinstance(bits, (list, tuple, set, frozenset)) or not bits:
+        raise TypeError(f"QFA sampler: `{option}` must be a non-empty list of bit-widths like [3, 4], got {bits!r}.")
+    if not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in bits):
+        raise TypeError(f"QFA sampler: `{option}` must hold ints, got {bits!r}.")
+    unknown = sorted(set(int(b) for b in bits) - set(space.all_bits))
+    if unknown:
+        raise ValueError(
+            f"QFA sampler: `{option}={sorted(bits)}` names bit-width(s) {unknown} the supernet does not hold "
+            f"(it holds {list(space.all_bits)})."
+        )
+    return tuple(sorted(set(int(b) for b in bits)))
+
+
+class CandidateBitsSampler(SubnetSampler):
+    """A named sampler that draws from some of the supernet's bit-widths, with an optional warm-up set.
+
+    Why: a step whose subnet puts some groups at the lowest bit-width also trains the higher-bit
+    adapters of every other group to make up for that error, an error those adapters never see in a
+    uniform higher-bit subnet. Training on ``train_bits`` only (e.g. ``[3, 4]``), or adding the lowest
+    bit-width after ``warmup_steps`` optimizer steps, tests and avoids that interference. The supernet
+    keeps every bit-width; only the draws are restricted.
+
+    Built by :func:`build_sampler` (and ``QFASamplerCallback``) when one of these options is given:
+
+    Args:
+        space (`SearchSpace`): the supernet's full search space.
+        schedule (`str`): the registered sampler that draws within the allowed bit-widths.
+        seed (`int`, *optional*, defaults to 0), period (`int`, *optional*), total_steps (`int`, *optional*):
+            as for :func:`build_sampler`.
+        train_bits (`list[int]`, *optional*): the bit-widths drawn after the warm-up; default all.
+        warmup_steps (`int`, *optional*, defaults to 0): optimizer steps drawn from ``warmup_bits``.
+        warmup_bits (`list[int]`, *optional*): the bit-widths of the warm-up; default ``train_bits``
+            without its lowest.
+        **options: the named sampler's own settings.
+    """
+
+    name = "candidate-bits"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        schedule: str,
+        seed: int = 0,
+        period: int | None = None,
+        total_steps: int | None = None,
+        *,
+        train_bits: Any = None,
+        warmup_steps: Any = 0,
+        warmup_bits: Any = None,
+        **options: Any,
+    ):
+        super().__init__(space, seed)
+        if schedule not in SAMPLERS:
+            raise ValueError(f"Unknown QFA sampler schedule {schedule!r}; known schedules: {sorted(SAMPLERS)}.")
+        self.train_bits = space.all_bits if train_bits is None else _check_bits_subset(train_bits, space, "train_bits")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
+            raise ValueError(f"QFA sampler: `warmup_steps` must be a non-negative int, got {warmup_steps!r}.")
+        self.warmup_steps = int(warmup_steps)
+        if warmup_bits is not None and self.warmup_steps == 0:
+            raise ValueError("QFA sampler: `warmup_bits` is given but `warmup_steps` is 0; set both or neither.")
+        if warmup_bits is None:
+            warmup_bits = self.train_bits[1:] or self.train_bits
+            if self.warmup_steps and len(self.train_bits) == 1:
+                raise ValueError(
+                    f"QFA sampler: a warm-up needs at least two `train_bits` (it leaves out the lowest), got "
+                    f"{list(self.train_bits)}; pass `warmup_bits` explicitly."
+                )
+        self.warmup_bits = _check_bits_subset(warmup_bits, space, "warmup_bits")
+        self.schedule = schedule
+        self.options = dict(options)
+        build = dict(seed=seed, period=period, total_steps=total_steps, **options)
+        self.main = build_sampler(schedule, space.restricted(self.train_bits), **build)
+        self.warmup = build_sampler(schedule, space.restricted(self.warmup_bits), **build) if self.warmup_steps else None
+        self.period = getattr(self.main, "period", None)
+
+    def draw(self, step: int, rng: np.random.Generator) -> Mapping[str, int]:
+        phase = self.warmup if step < self.warmup_steps else self.main
+        return dict(phase.draw(step, rng))  # a plain mapping: the full space's Subnet is made by `sample`
+
+    def config(self) -> dict[str, Any]:
+        config = {**self.main.config(), **self.options, "train_bits": list(self.train_bits)}
+        if self.warmup_steps:
+            config.update(warmup_steps=self.warmup_steps, warmup_bits=list(self.warmup_bits))
+        return config
