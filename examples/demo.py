@@ -7,10 +7,12 @@
    tutorial and the HOWTOs are the training part, the FAQ is held out (see ``demo_corpus.py``).
    ``--text FILE`` or ``--dataset NAME`` replace it. The last ``--search-tokens`` tokens of the
    training part are kept out of training: they are the search's data;
-2. supernet: SmolLM2 as a 2/3/4-bit supernet (RTN, or ``--method gptq``) with decoupled QA-LoRA
-   adapters (one per bit-width per layer); held-out perplexity of the all-2/3/4 subnets;
+2. supernet: SmolLM2 as a 2/3/4-bit supernet (RTN, or ``--method gptq``, on the grid of the per-group
+   clipping search unless ``--no-clip-search``) with decoupled QA-LoRA adapters (one per bit-width per
+   layer); held-out perplexity of the all-2/3/4 subnets;
 3. train once with the resource-balanced sampler (``QFASamplerCallback``), ``--steps`` steps of
-   2 x ``--seq-len`` tokens (the default takes about 10 minutes on 2 cores); perplexities again;
+   2 x ``--seq-len`` tokens, distilling the float model into each sampled subnet (``--distill none``:
+   the LM loss); perplexities again;
 4. search: the best subnet for each of ``--budgets`` (average bits) with the sensitivity-knapsack
    strategy, scored on the search slice (sensitivity probes on its first half);
 5. deploy: materialize each chosen subnet (adapters merged into the integer weights, packed), save
@@ -46,6 +48,7 @@ from peft_qfa import QFAConfig, QFAQuantizationConfig, QFASamplerCallback
 from peft_qfa.search import LossEvaluator, SensitivityKnapsackSearch, parse_budgets, run_search
 from peft_qfa.search.cli import budget_value
 from peft_qfa.testing import perplexity, smollm2_path
+from peft_qfa.train.distillation import FloatTeacher, QFADistillationTrainer
 
 sys.path.insert(0, str(Path(__file__).parent))  # demo_corpus.py beside this file
 from demo_corpus import CorpusError, load_corpus  # noqa: E402
@@ -118,6 +121,18 @@ def parse_args() -> argparse.Namespace:
     data.add_argument("--text-column", default="text", help="the dataset's text column (default: text)")
     parser.add_argument("--method", choices=("rtn", "gptq"), default="rtn", help="supernet quantizer")
     parser.add_argument(
+        "--clip-search",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="per-group clipping search before rounding, scored on the output error (default: on)",
+    )
+    parser.add_argument(
+        "--distill",
+        choices=("float", "none"),
+        default="float",
+        help="objective: distil the float model (bfloat16, no grad) into each subnet, or the LM loss (none)",
+    )
+    parser.add_argument(
         "--steps", type=int, default=200, help="training steps (default 200: ~10 min on 2 cores)"
     )
     parser.add_argument("--seq-len", type=int, default=128, help="tokens per training window (batch 2)")
@@ -181,12 +196,17 @@ def train(model, train_ids: torch.Tensor, args: argparse.Namespace) -> None:
         seed=0,
     )
     callback = QFASamplerCallback(schedule="resource-balanced", seed=0)
-    Trainer(
+    common = dict(
         model=model,
         args=training_args,
         train_dataset=TokenWindows(train_ids, args.seq_len),
         callbacks=[callback],
-    ).train()
+    )
+    if args.distill == "float":  # the float model's next-token distribution is the target of every subnet
+        teacher = FloatTeacher(AutoModelForCausalLM.from_pretrained(smollm2_path(), dtype=torch.bfloat16))
+        QFADistillationTrainer(teacher=teacher, **common).train()
+    else:
+        Trainer(**common).train()
 
 
 def search(model, search_ids: torch.Tensor, args: argparse.Namespace):
@@ -375,12 +395,16 @@ def main():
 
     stage("supernet: SmolLM2-135M-Instruct at 2/3/4 bits with per-bit-width QA-LoRA adapters")
     calibration = None
-    if args.method == "gptq":
+    if args.method == "gptq" or args.clip_search:  # both score the output error on training windows
         calibration = train_ids[: (train_ids.numel() // 512) * 512].reshape(-1, 512)[:32]
     model = AutoModelForCausalLM.from_pretrained(
         path,
         quantization_config=QFAQuantizationConfig(
-            bits=(2, 3, 4), group_size=64, method=args.method, calibration=calibration
+            bits=(2, 3, 4),
+            group_size=64,
+            method=args.method,
+            calibration=calibration,
+            clip_search=args.clip_search,
         ),
     )
     space = peft_qfa.search_space(model)
@@ -388,7 +412,8 @@ def main():
     model = get_peft_model(model, QFAConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     before = uniform_perplexities(model, eval_ids)
 
-    stage(f"train: {args.steps} steps, resource-balanced sampler")
+    objective = "distillation from the float model" if args.distill == "float" else "LM loss"
+    stage(f"train: {args.steps} steps, resource-balanced sampler, {objective}")
     train(model, train_ids, args)
     after = uniform_perplexities(model, eval_ids)
 
