@@ -18,6 +18,7 @@ from transformers.utils import logging
 from ..quant import QuantizedWeight
 from .config import QFAQuantizationConfig
 from .layer import QFALinear
+from .packed_embedding import QFAPackedEmbedding, QFAPackedHead
 from .packed_layer import QFAPackedLinear
 from .scope import conv1d_message
 
@@ -167,7 +168,24 @@ def replace_with_qfa_linear(
         else:
             layer = _qfa_linear_like(linear, config, layer_dtype, "meta")
         model.set_submodule(name, layer)
+    if config.materialized and config.embedding_bits is not None:
+        replace_with_packed_embeddings(model, config, dtype)
     return list(targets)
+
+
+def replace_with_packed_embeddings(model: nn.Module, config: QFAQuantizationConfig, dtype: torch.dtype | None) -> None:
+    """Empty packed embedding and head on the meta device, for a deployed model saved with ``embedding_bits``."""
+    embedding, head = model.get_input_embeddings(), _output_embeddings(model)
+    dtype = dtype if isinstance(dtype, torch.dtype) else embedding.weight.dtype
+
+    def table(like: nn.Module) -> QFAPackedEmbedding:
+        rows, cols = like.weight.shape
+        return QFAPackedEmbedding(rows, cols, config.embedding_bits, config.group_size, dtype=dtype, device="meta")
+
+    packed = table(embedding)
+    model.set_input_embeddings(packed)
+    if head is not None:
+        model.set_output_embeddings(QFAPackedHead(tied_to=packed) if config.tied_head else QFAPackedHead(table=table(head)))
 
 
 def install_qfa_linear(
