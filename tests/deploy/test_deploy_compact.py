@@ -126,3 +126,12 @@ def test_sixteen_bit_grids_stay_within_their_rounding_bound(supernet_dirs, probe
             assert (per_group <= bound).all(), name
         # the files' only loss: the 16-bit tensors, upcast, against the exact fp32 files
         assert relative_error(logits(torch.nn.Module.float(compact), probe_ids), reference) < logit_bound
+
+
+def test_save_supernet_writes_our_card_and_the_tokenizer(supernet_dirs, tmp_path):
+    from peft_qfa.testing import char_tokenizer
+
+    peft_qfa.save_supernet(with_adapters(supernet_dirs["llama"]), tmp_path / "out", tokenizer=char_tokenizer())
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "peft-qfa" in card and "[More Information Needed]" not in card  # not PEFT's blank template
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
