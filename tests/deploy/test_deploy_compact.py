@@ -135,3 +135,14 @@ def test_save_supernet_writes_our_card_and_the_tokenizer(supernet_dirs, tmp_path
     card = (tmp_path / "out" / "README.md").read_text()
     assert "peft-qfa" in card and "[More Information Needed]" not in card  # not PEFT's blank template
     assert (tmp_path / "out" / "tokenizer.json").is_file()
+
+
+def test_auto_peft_model_loads_a_saved_supernet_folder(supernet_dirs, probe_ids, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+
+    model = with_adapters(supernet_dirs["llama"])
+    peft_qfa.save_supernet(model, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == str((tmp_path / "out").resolve())
+    loaded = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    assert torch.equal(logits(loaded, probe_ids), logits(model, probe_ids))

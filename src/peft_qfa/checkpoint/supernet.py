@@ -12,6 +12,7 @@ and ``from_pretrained(folder, budget=...)`` reads:
 from __future__ import annotations
 
 import copy
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -100,6 +101,22 @@ def _save_adapters(model: nn.Module, folder: str | os.PathLike) -> None:
     configs[adapter_name].save_pretrained(folder)
 
 
+def point_adapters_at(folder: str | os.PathLike, base: str) -> None:
+    """Name ``base`` as the adapters' ``base_model_name_or_path`` in ``folder/adapter_config.json``.
+
+    PEFT's ``AutoPeftModelForCausalLM`` (and transformers, for a Hub repo) load the *base* named there,
+    then the adapters: the base of QFA adapters is the supernet beside them, never the float model the
+    supernet was built from. ``save_supernet`` names the folder itself, a Hub push the repo.
+    """
+    path = os.path.join(folder, ADAPTER_CONFIG_NAME)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        config["base_model_name_or_path"] = base
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, sort_keys=True)
+
+
 def _write_card(model: nn.Module, folder: str | os.PathLike, name: str) -> None:
     """Our card in ``README.md``, over the blank template PEFT's adapter save leaves there."""
     from .card import render_supernet_card
@@ -164,6 +181,7 @@ def save_supernet(
         (_without_adapters(base) if has_adapters else base).save_pretrained(staging, max_shard_size=max_shard_size)
         if has_adapters:
             _save_adapters(model, staging)
+            point_adapters_at(staging, os.path.abspath(folder))
         if search_data is not None:
             save_search_data(staging, search_data)
         _save_tokenizer(base, tokenizer, staging)
@@ -175,5 +193,6 @@ __all__ = [
     "checkpoint_folder",
     "has_adapter_files",
     "has_qfa_adapters",
+    "point_adapters_at",
     "save_supernet",
 ]
