@@ -146,3 +146,26 @@ def test_auto_peft_model_loads_a_saved_supernet_folder(supernet_dirs, probe_ids,
     assert saved["base_model_name_or_path"] == str((tmp_path / "out").resolve())
     loaded = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "out").eval()
     assert torch.equal(logits(loaded, probe_ids), logits(model, probe_ids))
+
+
+def test_loading_without_the_import_says_to_install_and_import_peft_qfa(supernet_dirs, tmp_path):
+    """A fresh interpreter that never imports peft_qfa: stock transformers refuses both kinds of folder and
+    quotes the config's marker; with the import, the same folders load with the default attention."""
+    import subprocess
+    import sys
+
+    model = with_adapters(supernet_dirs["llama"])
+    peft_qfa.save_supernet(model, tmp_path / "supernet")
+    peft_qfa.materialize(model, peft_qfa.search_space(model).uniform(3)).save_pretrained(tmp_path / "packed")
+    for folder in ("supernet", "packed"):
+        script = (
+            "import sys\nfrom transformers import AutoModelForCausalLM\n"
+            f"AutoModelForCausalLM.from_pretrained({str(tmp_path / folder)!r})\n"
+            "assert 'peft_qfa' not in sys.modules\n"
+        )
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert run.returncode != 0
+        last = run.stderr.strip().splitlines()[-1]
+        assert last.startswith("ValueError") and "pip install peft-qfa, then import peft_qfa" in last, last
+        loaded = AutoModelForCausalLM.from_pretrained(tmp_path / folder)
+        assert loaded.config._attn_implementation in ("sdpa", "eager")

@@ -20,6 +20,7 @@ from torch import nn
 from .._compat import bind_staged_save_pretrained, forget_adapter_loading, mark_quantized
 from ..atomic import staged_folder
 from ..supernet.config import QFAQuantizationConfig, qfa_config, unwrap_model
+from ..supernet.integration import mark_needs_peft_qfa
 from ..supernet.layer import BitSelectableLayer, find_bit_layers
 from ..supernet.packed_layer import QFAPackedLinear
 from ..supernet.space import SearchSpace, Subnet
@@ -81,6 +82,7 @@ def finish_deployed(model: nn.Module, config: QFAQuantizationConfig) -> None:
     if left:
         raise RuntimeError(f"materialize: supernet layers were left behind, e.g. {left[:3]}.")
     forget_adapter_loading(model)
+    mark_needs_peft_qfa(model.config)
     mark_quantized(model, config)  # the "qfa" quantizer comes from transformers' registry (peft_qfa.integrations)
     model.requires_grad_(False)
     model.eval()

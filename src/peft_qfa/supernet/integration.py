@@ -32,6 +32,27 @@ A model built *without* the QFA quantizer (``import peft_qfa`` forgotten) expect
 error instead of silently leaving random weights where the quantized ones were not read."""
 
 
+IMPORT_MARKER = "qfa (a peft-qfa checkpoint: pip install peft-qfa, then import peft_qfa before loading it)"
+"""Written as ``attn_implementation`` into a QFA model's ``config.json``.
+
+transformers reads that key before it builds the model, and without ``import peft_qfa`` it refuses
+the value with a ``ValueError`` that quotes it, so a forgotten import says what to do; with the
+import, the ``"qfa"`` quantizer clears it (:func:`clear_import_marker`) before the model is built.
+In memory the marker is a plain config attribute: the model's own ``_attn_implementation`` is untouched."""
+
+
+def mark_needs_peft_qfa(config) -> None:
+    """Make ``save_pretrained`` write :data:`IMPORT_MARKER` into ``config.json``."""
+    config.attn_implementation = IMPORT_MARKER
+
+
+def clear_import_marker(config):
+    """Undo :data:`IMPORT_MARKER` on a config read from a QFA folder: transformers picks its default attention."""
+    if getattr(config, "_attn_implementation", None) == IMPORT_MARKER:
+        config._attn_implementation = None
+    return config
+
+
 def _tied_weight_names(model: nn.Module) -> set[str]:
     """Parameter names that share storage with another one (``lm_head.weight`` <-> embeddings).
 
