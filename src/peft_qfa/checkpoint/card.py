@@ -30,14 +30,26 @@ def _size(n_bytes: float) -> str:
     return Budget("bytes", 0.0).format(n_bytes)
 
 
+def _is_hub_id(name: str) -> bool:
+    return bool(_REPO_ID.match(name)) and not os.path.exists(name)
+
+
 def _base_model(model: nn.Module, selection: Mapping | None) -> str:
-    source = (selection or {}).get("source") or getattr(model.config, "name_or_path", None) or "unknown"
-    return str(source)
+    """The float model the card names: the first Hub id among the one the supernet was built from
+    (``QFAQuantizationConfig.base_model``), the search's source and the model's own path; a local path
+    is never named (it means nothing on the Hub)."""
+    config = getattr(model.config, "quantization_config", None)
+    built_from = config.get("base_model") if isinstance(config, Mapping) else getattr(config, "base_model", None)
+    candidates = [built_from, (selection or {}).get("source"), getattr(model.config, "name_or_path", None)]
+    for name in candidates:
+        if name and _is_hub_id(str(name)):
+            return str(name)
+    return "a local model"
 
 
 def _front_matter(base_model: str, extra_tags: list[str]) -> str:
     lines = ["library_name: transformers", "tags:"] + [f"- {tag}" for tag in (*TAGS, *extra_tags)]
-    if _REPO_ID.match(base_model) and not os.path.exists(base_model):  # a local path is no Hub base model
+    if _is_hub_id(base_model):
         lines.append(f"base_model: {base_model}")
     return "\n".join(lines)
 

@@ -41,6 +41,7 @@ def push_to_hub(
     max_shard_size: int | str | None = "50GB",
     tags: list[str] | None = None,
     search_data: Any = None,
+    tokenizer: Any = None,
 ):
     """Upload a materialized subnet, or a supernet with its adapters, to ``repo_id`` with a model card.
 
@@ -49,6 +50,8 @@ def push_to_hub(
 
     ``search_data`` (token ids, supernets only) is uploaded as ``qfa_search_data.safetensors``, so that
     ``from_pretrained(repo_id, quantization_config=QFAQuantizationConfig(budget=...))`` needs nothing else.
+    ``tokenizer`` is uploaded beside the model (a supernet without one takes its source model's, as
+    :func:`peft_qfa.save_supernet` does).
 
     Returns:
         `huggingface_hub.CommitInfo` (a ``str``: the commit URL).
@@ -67,8 +70,12 @@ def push_to_hub(
     with tempfile.TemporaryDirectory(prefix="qfa-push-") as folder:
         if materialized:
             model.save_pretrained(folder, max_shard_size=max_shard_size or "50GB")
+            if tokenizer is not None:
+                tokenizer.save_pretrained(folder)
         else:
-            save_supernet(model, folder, max_shard_size=max_shard_size or "50GB", search_data=search_data)
+            save_supernet(
+                model, folder, max_shard_size=max_shard_size or "50GB", search_data=search_data, tokenizer=tokenizer
+            )
             point_adapters_at(folder, repo_id)  # the supernet and its adapters share the repo
         write_model_card(model, folder, repo_id, tags=tags)
         try:

@@ -130,6 +130,7 @@ class QFAHfQuantizer(HfQuantizer):
                 add_bos=config.calibration_add_bos,
             )
         build_supernet(model, config, self.target_names, tokens)
+        config.base_model = getattr(model, "name_or_path", None) or None
         if tokens is not None:
             config.calibration_tokens = int(tokens.numel())
         return model

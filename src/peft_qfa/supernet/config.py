@@ -155,6 +155,9 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             Written by :func:`peft_qfa.materialize` with ``embedding_bits``: whether the packed head
             reads the embedding's codes (the model's ``tie_word_embeddings``, which the saved config
             must turn off so that transformers does not look for a float weight to tie).
+        base_model (`str`, *optional*):
+            Filled in by the quantizer when it builds a supernet: the path or Hub id of the float model it
+            was built from (model cards name it when it is a Hub id, never a local path).
         version (`int`, *optional*):
             Format version of the saved config; written by the library, not by users.
         allow_any_model (`bool`, *optional*, defaults to `False`):
@@ -190,6 +193,7 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         deploy_dtype: str | None = None,
         embedding_bits: int | None = None,
         tied_head: bool | None = None,
+        base_model: str | None = None,
         version: int = CONFIG_VERSION,
         allow_any_model: bool = False,
         **kwargs,
@@ -227,6 +231,7 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         self.deploy_dtype = deploy_dtype
         self.embedding_bits = embedding_bits
         self.tied_head = tied_head
+        self.base_model = base_model
         self.allow_any_model = allow_any_model
         self.post_init()
 
@@ -474,6 +479,8 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             out["embedding_bits"] = self.embedding_bits
         if self.tied_head is not None:
             out["tied_head"] = self.tied_head
+        if self.base_model is not None:
+            out["base_model"] = self.base_model
         return out
 
     def __iter__(self):
