@@ -169,3 +169,30 @@ def test_loading_without_the_import_says_to_install_and_import_peft_qfa(supernet
         assert last.startswith("ValueError") and "pip install peft-qfa, then import peft_qfa" in last, last
         loaded = AutoModelForCausalLM.from_pretrained(tmp_path / folder)
         assert loaded.config._attn_implementation in ("sdpa", "eager")
+
+
+def test_a_byte_budget_packs_the_embedding_when_it_needs_to(tied_supernet_dir, search_ids, tmp_path):
+    """With embedding_bits="search" the embedding's precision is one more choice of a byte budget: below the
+    cheapest subnet with a 16-bit embedding only the packed ones fit, and the search takes one."""
+    from peft_qfa.supernet.budget import feasible_range
+
+    folder = tmp_path / "supernet"
+    peft_qfa.save_supernet(with_adapters(tied_supernet_dir), folder, search_data=search_ids)
+    probe = AutoModelForCausalLM.from_pretrained(folder)
+    lows = {}
+    for bits in (None, 8):
+        probe.config.quantization_config.embedding_bits = bits
+        lows[bits] = feasible_range(peft_qfa.search_space(probe), "bytes")[0]
+    assert lows[8] < lows[None]
+    budget = int((lows[None] + lows[8]) / 2)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=QFAQuantizationConfig(budget=f"{budget}B", embedding_bits="search")
+    )
+    assert isinstance(model.get_input_embeddings(), QFAPackedEmbedding)
+    assert model.get_output_embeddings().tied
+    chosen = model.config.quantization_config
+    assert chosen.embedding_bits in (4, 8) and set(chosen.selection["embedding_bits"]["scores"]) == {"8", "4"}
+    assert peft_qfa.search_space(model).cost(peft_qfa.get_subnet(model)).bytes <= budget
+    model.save_pretrained(tmp_path / "packed")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "packed")
+    assert torch.equal(logits(reloaded, search_ids), logits(model, search_ids))

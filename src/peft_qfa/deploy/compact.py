@@ -9,11 +9,14 @@ so the saved config turns transformers' own tying off (it would look for a float
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
 from ..supernet.config import QFAQuantizationConfig
-from ..supernet.packed_embedding import QFAPackedEmbedding, QFAPackedHead
+from ..supernet.packed_embedding import EMBEDDING_SEARCH, QFAPackedEmbedding, QFAPackedHead
 from ..supernet.storage import resolve_deploy_dtype
 
 
@@ -53,6 +56,27 @@ def pack_embeddings(model: nn.Module, bits: int, group_size: int) -> bool:
     return tied
 
 
+@contextmanager
+@torch.no_grad()
+def embedding_rounded_to(model: nn.Module, bits: int | None, group_size: int) -> Iterator[None]:
+    """Run ``model`` with its embedding (and a tied head) rounded as ``embedding_bits=bits`` would store it,
+    so a search scores subnets as they will be deployed; the float values come back afterwards."""
+    if bits is None:
+        yield
+        return
+    tables = {id(t): t for t in (
+        model.get_input_embeddings().weight, getattr(model.get_output_embeddings(), "weight", None)
+    ) if t is not None}.values()  # a tied head shares the embedding's tensor: rounded once
+    originals = [t.detach().clone() for t in tables]
+    for table, original in zip(tables, originals, strict=True):
+        table.copy_(QFAPackedEmbedding.from_float(original, bits, group_size).quantized().dequantize(table.dtype))
+    try:
+        yield
+    finally:
+        for table, original in zip(tables, originals, strict=True):
+            table.copy_(original)
+
+
 @torch.no_grad()
 def compact(model: nn.Module, config: QFAQuantizationConfig) -> None:
     """Cast the float tensors to the deploy dtype and pack the embedding when asked; record both in ``config``."""
@@ -62,8 +86,13 @@ def compact(model: nn.Module, config: QFAQuantizationConfig) -> None:
             param.data = param.data.to(dtype)
     model.config.dtype = dtype
     config.deploy_dtype = str(dtype).removeprefix("torch.")
+    if config.embedding_bits == EMBEDDING_SEARCH:
+        raise ValueError(
+            "materialize: embedding_bits='search' is chosen by a byte-budget load (from_pretrained(..., budget='80MB')); "
+            "give 8, 4 or None here."
+        )
     if config.embedding_bits is not None:
         config.tied_head = pack_embeddings(model, config.embedding_bits, config.group_size)
 
 
-__all__ = ["compact", "pack_embeddings", "untie_config"]
+__all__ = ["compact", "embedding_rounded_to", "pack_embeddings", "untie_config"]

@@ -22,7 +22,7 @@ from .._compat import accept_loading_attributes
 from ..quant import METHODS, SUPPORTED_BITS
 from ..quant.clipping import DEFAULT_CLIP_RATIOS, check_clip_ratios
 from .budget import Budget
-from .packed_embedding import EMBEDDING_BITS
+from .packed_embedding import EMBEDDING_BITS, EMBEDDING_SEARCH
 from .space import GRANULARITIES
 
 QUANT_METHOD = "qfa"
@@ -150,7 +150,10 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         embedding_bits (`int`, *optional*):
             ``8`` or ``4``: a materialized model keeps its token embedding (and the output head, tied
             or not) group-wise quantized with ``group_size`` (:mod:`peft_qfa.supernet.packed_embedding`);
-            ``None`` (the default) keeps it in ``deploy_dtype``. The cost model counts it.
+            ``None`` (the default) keeps it in ``deploy_dtype``. The cost model counts it. ``"search"``, when
+            loading a supernet with a byte budget, makes the embedding's precision one more choice of the
+            search: each feasible precision is searched with the embedding rounded to it, and the best
+            score wins (docs/search_and_deploy.md).
         tied_head (`bool`, *optional*):
             Written by :func:`peft_qfa.materialize` with ``embedding_bits``: whether the packed head
             reads the embedding's codes (the model's ``tie_word_embeddings``, which the saved config
@@ -407,12 +410,13 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             raise ValueError(
                 f"QFAQuantizationConfig: unknown `deploy_dtype={self.deploy_dtype!r}`; choose one of {DEPLOY_DTYPES}."
             )
-        if self.embedding_bits is not None and (
+        if self.embedding_bits is not None and self.embedding_bits != EMBEDDING_SEARCH and (
             isinstance(self.embedding_bits, bool) or self.embedding_bits not in EMBEDDING_BITS
         ):
             raise ValueError(
                 f"QFAQuantizationConfig: `embedding_bits={self.embedding_bits!r}` is not supported; choose one of "
-                f"{EMBEDDING_BITS} or None (keep the embedding in `deploy_dtype`)."
+                f"{EMBEDDING_BITS}, None (keep the embedding in `deploy_dtype`) or {EMBEDDING_SEARCH!r} (a byte budget "
+                "picks it)."
             )
 
     @property

@@ -21,6 +21,8 @@ from ..quant import QuantizedWeight, packed_cols, quantize_weight
 
 EMBEDDING_BITS = (4, 8)
 """Precisions a deployed embedding may take besides the model's float dtype."""
+EMBEDDING_SEARCH = "search"
+"""``embedding_bits="search"``: a byte budget chooses the embedding's precision (float, 8 or 4 bits) too."""
 
 
 def _frozen(tensor: torch.Tensor) -> nn.Parameter:
@@ -130,4 +132,4 @@ class QFAPackedHead(nn.Module):
         return "tied to the input embeddings" if self.tied else ""
 
 
-__all__ = ["EMBEDDING_BITS", "QFAPackedEmbedding", "QFAPackedHead"]
+__all__ = ["EMBEDDING_BITS", "EMBEDDING_SEARCH", "QFAPackedEmbedding", "QFAPackedHead"]

@@ -19,6 +19,7 @@ from torch import nn
 
 from .cost import Cost, LayerShape, subnet_cost, supernet_bytes
 from .layer import find_bit_layers
+from .packed_embedding import EMBEDDING_SEARCH
 from .storage import packed_table_bytes, resolve_deploy_dtype
 
 GRANULARITIES = ("block", "layer")
@@ -255,7 +256,10 @@ def _deployed_storage(model: nn.Module) -> tuple[int, int | None, int] | None:
     if config is None or get("layer_bits") is not None:
         return None
     dtype = resolve_deploy_dtype(getattr(model.config, "dtype", None), get("deploy_dtype"))
-    return dtype.itemsize, get("embedding_bits"), get("group_size", 64)
+    embedding_bits = get("embedding_bits")
+    if embedding_bits == EMBEDDING_SEARCH:  # not chosen yet: the float embedding (the loader builds one space per choice)
+        embedding_bits = None
+    return dtype.itemsize, embedding_bits, get("group_size", 64)
 
 
 def _embedding_tables(model: nn.Module) -> list[torch.Tensor]:
