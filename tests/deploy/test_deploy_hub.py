@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import peft_qfa
-
 from peft_qfa.testing import char_tokenizer
 
 from .deploy_helpers import with_adapters
