@@ -151,6 +151,8 @@ def from_pretrained(
     tokenizer: Any = None,
     strategy: str | None = None,
     search_options: Mapping[str, Any] | None = None,
+    deploy_dtype: str | None = None,
+    embedding_bits: int | str | None = None,
     **model_kwargs: Any,
 ) -> nn.Module:
     """Load a saved supernet (a folder or Hub repo) and return its best subnet under ``budget``, materialized.
@@ -167,6 +169,10 @@ def from_pretrained(
         strategy (`str`, *optional*): ``"sensitivity-knapsack"`` (default) or ``"two-stage"``.
         search_options (`dict`, *optional*): strategy and evaluator settings, ``require_adapters``
             (default True), ``adapter_name``.
+        deploy_dtype (`str`, *optional*): how the result stores its float tensors (``"auto"``: 16 bits;
+            ``"float32"``: exact); see :class:`~peft_qfa.QFAQuantizationConfig`.
+        embedding_bits (`int` or `str`, *optional*): ``8`` / ``4`` packs the embedding and head; ``"search"``
+            lets a byte budget choose (float, 8 or 4 bits) by the search's score.
         **model_kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (``dtype``, ``revision``, ...).
 
     Returns:
@@ -188,7 +194,8 @@ def from_pretrained(
     # the budget is parsed here, once (a malformed one fails before anything is loaded); the typed Budget
     # travels down through the config's loading attributes
     config = QFAQuantizationConfig(
-        budget=Budget.parse(budget), search_data=eval_data, search_options=options, tokenizer=tokenizer
+        budget=Budget.parse(budget), search_data=eval_data, search_options=options, tokenizer=tokenizer,
+        deploy_dtype=deploy_dtype, embedding_bits=embedding_bits,
     )
     with warnings.catch_warnings():
         # transformers warns that a saved checkpoint's own config wins except for the loading attributes: here
