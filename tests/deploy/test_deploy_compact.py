@@ -149,8 +149,9 @@ def test_auto_peft_model_loads_a_saved_supernet_folder(supernet_dirs, probe_ids,
 
 
 def test_loading_without_the_import_says_to_install_and_import_peft_qfa(supernet_dirs, tmp_path):
-    """A fresh interpreter that never imports peft_qfa: stock transformers refuses both kinds of folder and
-    quotes the config's marker; with the import, the same folders load with the default attention."""
+    """A fresh interpreter that never imports peft_qfa: stock transformers refuses a deployed folder (and a
+    supernet folder written by save_supernet) quoting the config's marker; with the import, both load with
+    the default attention. (A supernet's own save_pretrained: tests/supernet/test_supernet_save_load.py.)"""
     import subprocess
     import sys
 
