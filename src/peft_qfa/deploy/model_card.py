@@ -35,6 +35,13 @@ def _search_details(selection: Mapping) -> str:
     )
 
 
+def _storage(config) -> str:
+    dtype = config.deploy_dtype or "auto"
+    embedding = f"packed at {config.embedding_bits} bits" if config.embedding_bits else f"in {dtype}"
+    head = " (the head reads its codes)" if config.tied_head else ""
+    return f"scales, zero points, norms in {dtype}; token embedding {embedding}{head}"
+
+
 def render_materialized_card(
     model: nn.Module, repo_id: str, pareto_image: str | None = None, tags: list[str] | None = None
 ) -> str:
@@ -71,6 +78,7 @@ def render_materialized_card(
         method=config.method.upper(),
         group_size=config.group_size,
         selected_by=selected_by,
+        storage=_storage(config),
         granularity_note=f"{len(space.groups)} {space.granularity} groups; every linear layer of a group has its bits.",
         group_rows=rows,
         search_details=_search_details(selection),
