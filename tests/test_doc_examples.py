@@ -36,4 +36,4 @@ def test_readme_quick_start_runs_as_written(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / "out" / "quickstart" / "supernet" / "tokenizer.json").is_file()
     assert (tmp_path / "out" / "quickstart" / "model-3bit" / "model.safetensors").is_file()
-    assert run.stdout.strip().splitlines()[-1].startswith("A supernet keeps")
+    assert "A supernet keeps" in run.stdout  # the generation, prompt included
