@@ -96,7 +96,9 @@ def main() -> None:
     supernet = AutoModelForCausalLM.from_pretrained(
         args.supernet or cached_supernet("rtn"), dtype=torch.float32
     )
-    packed = peft_qfa.materialize(supernet.eval(), peft_qfa.search_space(supernet).uniform(args.bits)).eval()
+    subnet = peft_qfa.search_space(supernet).uniform(args.bits)
+    # float32 files, so that the fp32 row is the exact dequantize path and the bf16 rows cast from it
+    packed = peft_qfa.materialize(supernet.eval(), subnet, deploy_dtype="float32").eval()
     del supernet
     float_model = AutoModelForCausalLM.from_pretrained(smollm2_path(), dtype=torch.float32).eval()
 

@@ -141,7 +141,7 @@ def parse_args() -> argparse.Namespace:
         nargs="+",
         type=budget_value,
         default=[2.5, 3.0, 3.5],
-        help="average bits (3.0) or sizes (90MB) to search for",
+        help="average bits (3.0) or sizes (100MB) to search for",
     )
     parser.add_argument(
         "--search-tokens",

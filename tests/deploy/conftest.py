@@ -24,7 +24,7 @@ def supernet_dirs(tmp_path_factory) -> dict:
         build(seed=0).save_pretrained(root / f"{family}_fp")
         supernet = AutoModelForCausalLM.from_pretrained(
             root / f"{family}_fp",
-            quantization_config=QFAQuantizationConfig(group_size=GROUP_SIZE, method="rtn"),
+            quantization_config=QFAQuantizationConfig(group_size=GROUP_SIZE, method="rtn", deploy_dtype="float32"),
         )
         dirs[family] = root / family
         supernet.save_pretrained(dirs[family])

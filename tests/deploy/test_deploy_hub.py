@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import peft_qfa
+from peft_qfa.testing import char_tokenizer
 
 from .deploy_helpers import with_adapters
 from .loopback_hub import LoopbackHub
@@ -34,6 +35,7 @@ def round_trip(hub, supernet_dirs, adapter_folder, search_ids, tmp_path_factory)
     peft_qfa.materialize(
         model, space.subnet({space.group_names[0]: 2, space.group_names[1]: 4})
     ).save_pretrained(root / "materialized")
+    char_tokenizer().save_pretrained(root / "materialized")  # `peft-qfa push` takes it along
     spec = {
         "endpoint": hub.url,
         "materialized": str(root / "materialized"),
@@ -116,4 +118,7 @@ def test_a_failed_push_is_a_clear_error_and_a_retry_works(hub, round_trip):
 def test_push_from_the_command_line(hub, round_trip):
     assert round_trip["cli"]["status"] == 0
     assert round_trip["cli"]["pulled"] == round_trip["materialized"]["local"]
-    assert "README.md" in hub.files("loopback-user/tiny-qfa-cli")
+    files = hub.files("loopback-user/tiny-qfa-cli")
+    assert "README.md" in files and "tokenizer.json" in files
+    card = files["README.md"].decode() if isinstance(files, dict) else ""
+    assert "/tmp" not in card and "base_model: /" not in card  # never a local path

@@ -97,9 +97,10 @@ def save_rounds(root: Path, n: int, rng: random.Random) -> list[dict]:
         torch.manual_seed(seed)
         model = get_peft_model(supernet, QFAConfig(r=2, lora_alpha=4, init_weights=False))
         states[name] = (model, tiny_token_batches(2, 16, seed=seed))
-        peft_qfa.save_supernet(model, root / f"ref_{name}", search_data=states[name][1])
-        references[name] = file_hashes(root / f"ref_{name}")
     target = root / "target"
+    for name, (model, ids) in states.items():  # saved where the rounds save: the folder's card and adapter config name it
+        peft_qfa.save_supernet(model, target, search_data=ids)
+        references[name] = file_hashes(target)
     peft_qfa.save_supernet(states["a"][0], target, search_data=states["a"][1])
     started = time.perf_counter()  # how long a save takes in a forked child (copy-on-write makes it slower)
     kill_after(60.0, lambda: peft_qfa.save_supernet(states["a"][0], target, search_data=states["a"][1]))

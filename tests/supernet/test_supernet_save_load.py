@@ -161,20 +161,28 @@ def test_budget_on_a_full_precision_checkpoint_is_refused(llama_dir):
 
 
 def test_loading_without_import_fails_loudly(saved):
-    """A fresh interpreter that never imports peft_qfa must not get a silently random model."""
+    """A fresh interpreter that never imports peft_qfa must not get a silently random model: the config's
+    marker stops it with a message that says what to do, and where a caller overrides the attention (which
+    replaces the marker) the guard tensors still stop it with a size mismatch."""
     code = (
         "import sys\n"
         "from transformers import AutoModelForCausalLM\n"
-        f"AutoModelForCausalLM.from_pretrained({saved['llama']!r})\n"
+        "for kwargs in ({}, {'attn_implementation': 'eager'}):\n"
+        "    try:\n"
+        f"        AutoModelForCausalLM.from_pretrained({saved['llama']!r}, **kwargs)\n"
+        "        print('LOADED')\n"
+        "    except Exception as err:\n"
+        "        print(f'{type(err).__name__}: {err}')\n"
         "assert 'peft_qfa' not in sys.modules\n"
-        "print('LOADED')\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
     )
     output = result.stdout + result.stderr
-    assert result.returncode != 0 and "LOADED" not in output
+    assert result.returncode == 0 and "LOADED" not in output, output[-3000:]
     assert "Unknown quantization type, got qfa" in output
+    assert "ValueError: Specified `attn_implementation=\"qfa (a peft-qfa checkpoint: pip install peft-qfa, then " \
+        "import peft_qfa before loading it)\"` is not supported" in output
     assert "model.layers.{0, 1}.self_attn.q_proj.weight" in output and "MISMATCH" in output
     assert "RuntimeError: You set `ignore_mismatched_sizes` to `False`, thus raising an error." in output

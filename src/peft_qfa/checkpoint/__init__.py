@@ -12,6 +12,7 @@ from .supernet import (
     checkpoint_folder,
     has_adapter_files,
     has_qfa_adapters,
+    point_adapters_at,
     save_supernet,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "has_adapter_files",
     "has_qfa_adapters",
     "has_saved_search_data",
+    "point_adapters_at",
     "save_search_data",
     "save_supernet",
     "search_token_ids",

@@ -12,7 +12,9 @@ and ``from_pretrained(folder, budget=...)`` reads:
 from __future__ import annotations
 
 import copy
+import json
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,8 +101,56 @@ def _save_adapters(model: nn.Module, folder: str | os.PathLike) -> None:
     configs[adapter_name].save_pretrained(folder)
 
 
+def point_adapters_at(folder: str | os.PathLike, base: str) -> None:
+    """Name ``base`` as the adapters' ``base_model_name_or_path`` in ``folder/adapter_config.json``.
+
+    PEFT's ``AutoPeftModelForCausalLM`` (and transformers, for a Hub repo) load the *base* named there,
+    then the adapters: the base of QFA adapters is the supernet beside them, never the float model the
+    supernet was built from. ``save_supernet`` names the folder itself, a Hub push the repo.
+    """
+    path = os.path.join(folder, ADAPTER_CONFIG_NAME)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        config["base_model_name_or_path"] = base
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, sort_keys=True)
+
+
+def _write_card(model: nn.Module, folder: str | os.PathLike, name: str) -> None:
+    """Our card in ``README.md``, over the blank template PEFT's adapter save leaves there."""
+    from .card import render_supernet_card
+
+    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as handle:
+        handle.write(render_supernet_card(model, name))
+
+
+def _save_tokenizer(base: nn.Module, tokenizer: Any, folder: str | os.PathLike) -> None:
+    """The tokenizer given, or the one beside the model the supernet was built from; a warning when neither."""
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        source = getattr(base.config, "name_or_path", None)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source) if source else None
+        except (OSError, ValueError, TypeError):
+            tokenizer = None
+        if tokenizer is None:
+            warnings.warn(
+                f"save_supernet: found no tokenizer beside `{source}`; pass `tokenizer=` so that the folder loads "
+                "with a budget and text search data on its own.",
+                stacklevel=3,
+            )
+            return
+    tokenizer.save_pretrained(folder)
+
+
 def save_supernet(
-    model: nn.Module, folder: str | os.PathLike, max_shard_size: int | str = "50GB", search_data: Any = None
+    model: nn.Module,
+    folder: str | os.PathLike,
+    max_shard_size: int | str = "50GB",
+    search_data: Any = None,
+    tokenizer: Any = None,
 ) -> None:
     """Write a supernet and its QFA adapters side by side into ``folder``.
 
@@ -114,6 +164,10 @@ def save_supernet(
         folder: the destination (created if missing).
         search_data (*optional*): token ids (1-D or 2-D) kept in the folder as
             ``qfa_search_data.safetensors``; a later load with only a budget scores subnets on them.
+        tokenizer (*optional*): saved beside the supernet (text search data and the model card's users
+            need it); defaults to the tokenizer of the model the supernet was built from, when it has one.
+
+    The folder's ``README.md`` is the supernet's model card (``model_cards/supernet.md``).
     """
     base = unwrap_model(model)
     config = qfa_config(base)
@@ -127,8 +181,11 @@ def save_supernet(
         (_without_adapters(base) if has_adapters else base).save_pretrained(staging, max_shard_size=max_shard_size)
         if has_adapters:
             _save_adapters(model, staging)
+            point_adapters_at(staging, os.path.abspath(folder))
         if search_data is not None:
             save_search_data(staging, search_data)
+        _save_tokenizer(base, tokenizer, staging)
+        _write_card(model, staging, os.path.basename(os.path.normpath(os.fspath(folder))))
 
 
 __all__ = [
@@ -136,5 +193,6 @@ __all__ = [
     "checkpoint_folder",
     "has_adapter_files",
     "has_qfa_adapters",
+    "point_adapters_at",
     "save_supernet",
 ]

@@ -13,37 +13,19 @@ folder layout of :mod:`peft_qfa.checkpoint` that ``from_pretrained(repo, budget=
 
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 from typing import Any
 
 from torch import nn
 
 from .._compat import bind_push_to_hub
-from ..checkpoint import save_supernet
+from ..checkpoint import point_adapters_at, save_supernet
 from ..supernet.config import qfa_config, unwrap_model
 from .model_card import write_model_card
 
 
 class HubPushError(OSError):
     """An upload to the Hub failed; nothing local was changed and the push can be retried."""
-
-
-def _adapters_belong_to(folder: str, repo_id: str) -> None:
-    """Point the adapters' ``base_model_name_or_path`` at the repo they are pushed to.
-
-    For a Hub repo id, transformers' ``from_pretrained`` loads the *base* named in
-    ``adapter_config.json`` and the adapters from the repo; the supernet and its adapters live in
-    the same repo, so that name must be the repo itself, not the folder the supernet was built from.
-    """
-    path = os.path.join(folder, "adapter_config.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            config = json.load(handle)
-        config["base_model_name_or_path"] = repo_id
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(config, handle, indent=2, sort_keys=True)
 
 
 def push_to_hub(
@@ -59,6 +41,7 @@ def push_to_hub(
     max_shard_size: int | str | None = "50GB",
     tags: list[str] | None = None,
     search_data: Any = None,
+    tokenizer: Any = None,
 ):
     """Upload a materialized subnet, or a supernet with its adapters, to ``repo_id`` with a model card.
 
@@ -67,6 +50,8 @@ def push_to_hub(
 
     ``search_data`` (token ids, supernets only) is uploaded as ``qfa_search_data.safetensors``, so that
     ``from_pretrained(repo_id, quantization_config=QFAQuantizationConfig(budget=...))`` needs nothing else.
+    ``tokenizer`` is uploaded beside the model (a supernet without one takes its source model's, as
+    :func:`peft_qfa.save_supernet` does).
 
     Returns:
         `huggingface_hub.CommitInfo` (a ``str``: the commit URL).
@@ -85,9 +70,13 @@ def push_to_hub(
     with tempfile.TemporaryDirectory(prefix="qfa-push-") as folder:
         if materialized:
             model.save_pretrained(folder, max_shard_size=max_shard_size or "50GB")
+            if tokenizer is not None:
+                tokenizer.save_pretrained(folder)
         else:
-            save_supernet(model, folder, max_shard_size=max_shard_size or "50GB", search_data=search_data)
-            _adapters_belong_to(folder, repo_id)
+            save_supernet(
+                model, folder, max_shard_size=max_shard_size or "50GB", search_data=search_data, tokenizer=tokenizer
+            )
+            point_adapters_at(folder, repo_id)  # the supernet and its adapters share the repo
         write_model_card(model, folder, repo_id, tags=tags)
         try:
             repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id

@@ -40,24 +40,68 @@ from ..search.api import search_in_space
 from ..supernet.budget import Budget, check_feasible
 from ..supernet.config import QFAQuantizationConfig
 from ..supernet.layer import find_bit_layers
+from ..supernet.packed_embedding import EMBEDDING_BITS, EMBEDDING_SEARCH
 from ..supernet.packed_layer import QFAPackedLinear
 from ..supernet.space import SearchSpace
 from ..supernet.subnet import search_space
 from ..validate import model_source
+from .compact import embedding_rounded_to
 from .materialize import materialize_in_place
 
 
+def _set_embedding_bits(model: nn.Module, config: QFAQuantizationConfig, bits) -> None:
+    """On the loader's config and on the model's (transformers copies the config before it builds the model)."""
+    for target in {id(c): c for c in (config, getattr(model.config, "quantization_config", None))}.values():
+        if isinstance(target, QFAQuantizationConfig):
+            target.embedding_bits = bits
+
+
+def _spaces_by_embedding(model: nn.Module, config: QFAQuantizationConfig) -> dict[int | None, SearchSpace]:
+    """``{embedding bits: space}``: one space, or with ``embedding_bits="search"`` and a byte budget one per
+    precision the budget can meet (float, 8, 4 bits), each costing the embedding as it would be stored.
+    Raises the cost model's feasibility error when none can."""
+    if config.embedding_bits != EMBEDDING_SEARCH or config.budget.kind != "bytes":
+        if config.embedding_bits == EMBEDDING_SEARCH:
+            _set_embedding_bits(model, config, None)  # an average-bits budget does not count the embedding
+        space = search_space(model)
+        check_feasible(space, config.budget)
+        return {config.embedding_bits: space}
+    spaces, error = {}, None
+    for bits in (None, *sorted(EMBEDDING_BITS, reverse=True)):
+        _set_embedding_bits(model, config, bits)  # the cost model reads the model's config
+        space = search_space(model)
+        try:
+            check_feasible(space, config.budget)
+        except ValueError as err:
+            error = err
+            continue
+        spaces[bits] = space
+    _set_embedding_bits(model, config, EMBEDDING_SEARCH)
+    if not spaces:
+        raise error
+    return spaces
+
+
 def _search_and_materialize(
-    model: nn.Module, config: QFAQuantizationConfig, space: SearchSpace, search_data: Any
+    model: nn.Module, config: QFAQuantizationConfig, spaces: Mapping[int | None, SearchSpace], search_data: Any
 ) -> None:
     options = dict(config.search_options or {})
     options.pop("require_adapters", None)
     adapter_name = options.pop("adapter_name", None)
-    result = search_in_space(model, space, [config.budget], search_data, tokenizer=config.tokenizer, **options)
-    source = getattr(model, "name_or_path", None)
-    materialize_in_place(
-        model, result.subnet, adapter_name=adapter_name, selection=result.selection(source=source), space=space
-    )
+    best, scores = None, {}
+    for bits, space in spaces.items():  # one search per embedding precision, scored as it will be stored
+        with embedding_rounded_to(model, bits, config.group_size):
+            result = search_in_space(model, space, [config.budget], search_data, tokenizer=config.tokenizer, **options)
+        scores[str(bits or "float")] = result.score
+        sign = 1.0 if result.higher_is_better else -1.0
+        if best is None or sign * result.score > sign * best[2].score:
+            best = (bits, space, result)
+    bits, space, result = best
+    _set_embedding_bits(model, config, bits)
+    selection = result.selection(source=getattr(model, "name_or_path", None))
+    if len(spaces) > 1:
+        selection["embedding_bits"] = {"chosen": bits, "scores": scores}
+    materialize_in_place(model, result.subnet, adapter_name=adapter_name, selection=selection, space=space)
     model.qfa_search_result = result
 
 
@@ -70,8 +114,7 @@ def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpo
     (unless ``search_options["require_adapters"]`` is False, which searches the bare supernet).
     """
     budget: Budget = config.budget
-    space = search_space(model)
-    check_feasible(space, budget)
+    spaces = _spaces_by_embedding(model, config)
     search_data = config.search_data
     if search_data is None:  # the user's config is left as given: it may load another supernet next
         search_data = find_search_data(model, checkpoint_dir)  # saved beside the supernet, if any
@@ -86,9 +129,9 @@ def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpo
         )
     require_adapters = (config.search_options or {}).get("require_adapters", True)
     if has_qfa_adapters(model):
-        _search_and_materialize(model, config, space, search_data)
+        _search_and_materialize(model, config, spaces, search_data)
     elif has_adapter_files(checkpoint_dir):
-        after_next_load_adapter(model, lambda: _search_and_materialize(model, config, space, search_data))
+        after_next_load_adapter(model, lambda: _search_and_materialize(model, config, spaces, search_data))
     elif require_adapters:
         raise ValueError(
             f"The supernet folder `{checkpoint_dir or getattr(model, 'name_or_path', '?')}` holds no QFA adapters "
@@ -97,7 +140,7 @@ def apply_search_budget(model: nn.Module, config: QFAQuantizationConfig, checkpo
             "the supernet), or pass search_options={'require_adapters': False} to search the bare supernet."
         )
     else:
-        _search_and_materialize(model, config, space, search_data)
+        _search_and_materialize(model, config, spaces, search_data)
 
 
 def from_pretrained(
@@ -108,6 +151,8 @@ def from_pretrained(
     tokenizer: Any = None,
     strategy: str | None = None,
     search_options: Mapping[str, Any] | None = None,
+    deploy_dtype: str | None = None,
+    embedding_bits: int | str | None = None,
     **model_kwargs: Any,
 ) -> nn.Module:
     """Load a saved supernet (a folder or Hub repo) and return its best subnet under ``budget``, materialized.
@@ -124,6 +169,10 @@ def from_pretrained(
         strategy (`str`, *optional*): ``"sensitivity-knapsack"`` (default) or ``"two-stage"``.
         search_options (`dict`, *optional*): strategy and evaluator settings, ``require_adapters``
             (default True), ``adapter_name``.
+        deploy_dtype (`str`, *optional*): how the result stores its float tensors (``"auto"``: 16 bits;
+            ``"float32"``: exact); see :class:`~peft_qfa.QFAQuantizationConfig`.
+        embedding_bits (`int` or `str`, *optional*): ``8`` / ``4`` packs the embedding and head; ``"search"``
+            lets a byte budget choose (float, 8 or 4 bits) by the search's score.
         **model_kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (``dtype``, ``revision``, ...).
 
     Returns:
@@ -145,7 +194,8 @@ def from_pretrained(
     # the budget is parsed here, once (a malformed one fails before anything is loaded); the typed Budget
     # travels down through the config's loading attributes
     config = QFAQuantizationConfig(
-        budget=Budget.parse(budget), search_data=eval_data, search_options=options, tokenizer=tokenizer
+        budget=Budget.parse(budget), search_data=eval_data, search_options=options, tokenizer=tokenizer,
+        deploy_dtype=deploy_dtype, embedding_bits=embedding_bits,
     )
     with warnings.catch_warnings():
         # transformers warns that a saved checkpoint's own config wins except for the loading attributes: here

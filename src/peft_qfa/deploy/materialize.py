@@ -20,19 +20,31 @@ from torch import nn
 from .._compat import bind_staged_save_pretrained, forget_adapter_loading, mark_quantized
 from ..atomic import staged_folder
 from ..supernet.config import QFAQuantizationConfig, qfa_config, unwrap_model
+from ..supernet.integration import mark_needs_peft_qfa
 from ..supernet.layer import BitSelectableLayer, find_bit_layers
 from ..supernet.packed_layer import QFAPackedLinear
 from ..supernet.space import SearchSpace, Subnet
 from ..supernet.subnet import get_subnet, search_space
 from ..tuner import merged_quantized_weights
+from .compact import compact
 from .hub import attach_qfa_push_to_hub
 
 
 def deployed_config(
-    source: QFAQuantizationConfig, subnet: Subnet, selection: Mapping[str, Any] | None = None
+    source: QFAQuantizationConfig,
+    subnet: Subnet,
+    selection: Mapping[str, Any] | None = None,
+    deploy_dtype: str | None = None,
+    embedding_bits: int | None = None,
 ) -> QFAQuantizationConfig:
-    """The quantization config of the materialized ``subnet``: the supernet's settings plus ``layer_bits``."""
+    """The quantization config of the materialized ``subnet``: the supernet's settings plus ``layer_bits``
+    (``deploy_dtype`` / ``embedding_bits``, when given, override the supernet's)."""
     config = copy.deepcopy(source)
+    if deploy_dtype is not None:
+        config.deploy_dtype = deploy_dtype
+    if embedding_bits is not None:
+        config.embedding_bits = embedding_bits
+    config.post_init()
     config.layer_bits = subnet.layer_bits()
     config.bits = tuple(sorted(set(config.layer_bits.values())))
     config.selection = dict(selection) if selection is not None else {"bits_per_group": dict(subnet)}
@@ -70,6 +82,7 @@ def finish_deployed(model: nn.Module, config: QFAQuantizationConfig) -> None:
     if left:
         raise RuntimeError(f"materialize: supernet layers were left behind, e.g. {left[:3]}.")
     forget_adapter_loading(model)
+    mark_needs_peft_qfa(model.config)
     mark_quantized(model, config)  # the "qfa" quantizer comes from transformers' registry (peft_qfa.integrations)
     model.requires_grad_(False)
     model.eval()
@@ -84,6 +97,8 @@ def materialize(
     *,
     adapter_name: str | None = None,
     selection: Mapping[str, Any] | None = None,
+    deploy_dtype: str | None = None,
+    embedding_bits: int | None = None,
 ) -> nn.Module:
     """Merge, pack and return ``subnet`` of ``model`` as a new deployable model; ``model`` is unchanged.
 
@@ -94,6 +109,10 @@ def materialize(
         adapter_name (`str`, *optional*): which adapter to merge; defaults to the active one(s).
         selection (`dict`, *optional*): how the subnet was chosen (written into the config for the
             model card; :func:`peft_qfa.from_pretrained` fills it from the search).
+        deploy_dtype (`str`, *optional*): ``"auto"`` (16 bits), ``"float16"``, ``"bfloat16"`` or
+            ``"float32"`` (exact merged zero points); defaults to the supernet config's (``"auto"``).
+        embedding_bits (`int`, *optional*): ``8`` or ``4`` packs the embedding and the head too;
+            defaults to the supernet config's (``None``: kept in the deploy dtype).
 
     Returns:
         The transformers model class of the supernet, with :class:`QFAPackedLinear` layers and a
@@ -124,7 +143,9 @@ def materialize(
     deployed = copy.deepcopy(base, memo)
     for name, layer in packed.items():
         deployed.set_submodule(name, layer)
-    finish_deployed(deployed, deployed_config(source, chosen, selection))
+    config = deployed_config(source, chosen, selection, deploy_dtype, embedding_bits)
+    compact(deployed, config)
+    finish_deployed(deployed, config)
     return deployed
 
 
@@ -145,7 +166,9 @@ def materialize_in_place(
     packed = _packed_layers(model, chosen, adapter_name)
     for name, layer in packed.items():
         model.set_submodule(name, layer)
-    finish_deployed(model, deployed_config(source, chosen, selection))
+    config = deployed_config(source, chosen, selection)
+    compact(model, config)
+    finish_deployed(model, config)
     return model
 
 

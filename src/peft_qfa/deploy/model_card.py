@@ -9,41 +9,16 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections import Counter
 from collections.abc import Mapping
-from importlib.resources import files
-from string import Template
 
 from torch import nn
 
-from ..supernet.budget import Budget
+from ..checkpoint.card import _base_model, _front_matter, _size, _template, render_supernet_card
 from ..supernet.config import qfa_config, unwrap_model
 from ..supernet.subnet import get_subnet, search_space
 
 PARETO_IMAGE = "pareto.png"
-TAGS = ("peft-qfa", "llm-qfa", "quantized", "mixed-precision")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def _template(name: str) -> Template:
-    return Template((files("peft_qfa.deploy") / "model_cards" / f"{name}.md").read_text(encoding="utf-8"))
-
-
-def _size(n_bytes: float) -> str:
-    return Budget("bytes", 0.0).format(n_bytes)
-
-
-def _base_model(model: nn.Module, selection: Mapping | None) -> str:
-    source = (selection or {}).get("source") or getattr(model.config, "name_or_path", None) or "unknown"
-    return str(source)
-
-
-def _front_matter(base_model: str, extra_tags: list[str]) -> str:
-    lines = ["library_name: transformers", "tags:"] + [f"- {tag}" for tag in (*TAGS, *extra_tags)]
-    if _REPO_ID.match(base_model) and not os.path.exists(base_model):  # a local path is no Hub base model
-        lines.append(f"base_model: {base_model}")
-    return "\n".join(lines)
 
 
 def _search_details(selection: Mapping) -> str:
@@ -58,6 +33,13 @@ def _search_details(selection: Mapping) -> str:
         f"**{shown}** for this subnet, after {selection['n_evaluations']} subnet evaluations "
         f"({selection['seconds']:.0f} s, forward passes only)."
     )
+
+
+def _storage(config) -> str:
+    dtype = config.deploy_dtype or "auto"
+    embedding = f"packed at {config.embedding_bits} bits" if config.embedding_bits else f"in {dtype}"
+    head = " (the head reads its codes)" if config.tied_head else ""
+    return f"scales, zero points, norms in {dtype}; token embedding {embedding}{head}"
 
 
 def render_materialized_card(
@@ -96,50 +78,11 @@ def render_materialized_card(
         method=config.method.upper(),
         group_size=config.group_size,
         selected_by=selected_by,
+        storage=_storage(config),
         granularity_note=f"{len(space.groups)} {space.granularity} groups; every linear layer of a group has its bits.",
         group_rows=rows,
         search_details=_search_details(selection),
         pareto=pareto,
-    )
-
-
-def _adapter_summary(model: nn.Module) -> str:
-    peft_config = getattr(model, "peft_config", None)
-    if not peft_config:
-        return "none (an untrained supernet)"
-    parts = []
-    for name, cfg in peft_config.items():
-        settings = [f"r={getattr(cfg, 'r', '?')}", f"alpha={getattr(cfg, 'lora_alpha', '?')}"]
-        parts.append(f"`{name}` ({', '.join(settings)})")
-    return ", ".join(parts)
-
-
-def render_supernet_card(model: nn.Module, repo_id: str, tags: list[str] | None = None) -> str:
-    """The README of a supernet (with its adapters) pushed to ``repo_id``."""
-    base = unwrap_model(model)
-    config = qfa_config(base)
-    space = search_space(model)
-    low = space.subnet({g.name: min(g.bits) for g in space.groups})
-    high = space.subnet({g.name: max(g.bits) for g in space.groups})
-    low_cost, high_cost = space.cost(low), space.cost(high)
-    base_model = _base_model(base, None)
-    return _template("supernet").substitute(
-        front_matter=_front_matter(base_model, ["supernet", *(tags or [])]),
-        title=repo_id.split("/")[-1],
-        repo_id=repo_id,
-        base_model=base_model,
-        bits="/".join(str(b) for b in space.all_bits),
-        method=config.method.upper(),
-        group_size=config.group_size,
-        min_bits=f"{low_cost.avg_bits:g}",
-        max_bits=f"{high_cost.avg_bits:g}",
-        min_size=_size(low_cost.bytes),
-        max_size=_size(high_cost.bytes),
-        n_groups=len(space.groups),
-        granularity=space.granularity,
-        n_layers=len(space.layers),
-        supernet_size=_size(space.supernet_bytes()),
-        adapters=_adapter_summary(model),
     )
 
 

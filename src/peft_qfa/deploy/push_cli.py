@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..checkpoint import find_search_data
     from ..search.cli_checks import check_push_args
@@ -35,11 +35,16 @@ def run(args: argparse.Namespace) -> int:
     check_push_args(args)  # before the load
     model = AutoModelForCausalLM.from_pretrained(args.folder)  # a supernet folder brings its adapters along
     search_data = None if qfa_config(model).materialized else find_search_data(model, args.folder)
+    try:  # the folder's tokenizer goes along (`peft-qfa train` and `save_supernet` write one)
+        tokenizer = AutoTokenizer.from_pretrained(args.folder)
+    except (OSError, ValueError):
+        tokenizer = None
     try:
         url = push_to_hub(
             model,
             args.repo_id,
             search_data=search_data,  # a supernet's saved search data go along
+            tokenizer=tokenizer,
             private=args.private or None,
             commit_message=args.commit_message,
             revision=args.revision,

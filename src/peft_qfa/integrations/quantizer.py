@@ -33,9 +33,11 @@ from ..deploy.materialize import finish_deployed
 from ..supernet.calibration import build_supernet, calibration_tokens
 from ..supernet.config import QUANT_METHOD, QFAQuantizationConfig
 from ..supernet.integration import (
+    clear_import_marker,
     find_qfa_targets,
     guard_key_patterns,
     guard_state_dict,
+    mark_needs_peft_qfa,
     replace_with_qfa_linear,
 )
 from ..supernet.integrity import check_checkpoint_tensors
@@ -77,6 +79,9 @@ class QFAHfQuantizer(HfQuantizer):
                     "device_map=None or a single device."
                 )
 
+    def update_attn_implementation(self, config):
+        return clear_import_marker(config)  # the marker a saved QFA config.json carries for loads without us
+
     def _process_model_before_weight_loading(self, model, dtype=None, **kwargs) -> None:
         keep_fp32 = getattr(model, "_keep_in_fp32_modules", None)
         if self.pre_quantized:
@@ -94,6 +99,7 @@ class QFAHfQuantizer(HfQuantizer):
 
     def _process_model_after_weight_loading(self, model, **kwargs):
         config = self.quantization_config
+        mark_needs_peft_qfa(model.config)
         if self.pre_quantized:
             if config.materialized:
                 if config.selects_subnet:
@@ -124,6 +130,7 @@ class QFAHfQuantizer(HfQuantizer):
                 add_bos=config.calibration_add_bos,
             )
         build_supernet(model, config, self.target_names, tokens)
+        config.base_model = getattr(model, "name_or_path", None) or None
         if tokens is not None:
             config.calibration_tokens = int(tokens.numel())
         return model

@@ -1,6 +1,6 @@
 """``peft-qfa search``: find the best subnet of a saved supernet for one or more budgets.
 
-    peft-qfa search SUPERNET --budget 2.5 3.0 90MB --data heldout.txt [--out DIR]
+    peft-qfa search SUPERNET --budget 2.5 3.0 100MB --data heldout.txt [--out DIR]
 
 ``SUPERNET`` is a folder (or Hub id) written by ``peft-qfa train`` / ``peft_qfa.save_supernet``
 (its adapters are loaded with it). ``--data`` (default: the token ids saved with the supernet,
@@ -84,7 +84,7 @@ def budget_value(text: str) -> float | str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("supernet", help="Saved supernet folder (with its adapters) or Hub id.")
     parser.add_argument(
-        "--budget", nargs="+", required=True, help="Budgets: average bits (3.0, 3.0bits) or sizes (90MB)."
+        "--budget", nargs="+", required=True, help="Budgets: average bits (3.0, 3.0bits) or sizes (100MB)."
     )
     add_search_arguments(parser, data_required=False)  # default: the search data saved with the supernet
     parser.add_argument("--out", help="Folder for search.json and pareto.png.")

@@ -22,14 +22,16 @@ from .._compat import accept_loading_attributes
 from ..quant import METHODS, SUPPORTED_BITS
 from ..quant.clipping import DEFAULT_CLIP_RATIOS, check_clip_ratios
 from .budget import Budget
+from .packed_embedding import EMBEDDING_BITS, EMBEDDING_SEARCH
 from .space import GRANULARITIES
 
 QUANT_METHOD = "qfa"
+DEPLOY_DTYPES = ("auto", "float32", "float16", "bfloat16")
 CONFIG_VERSION = 1
 """Bumped whenever the meaning of a saved field changes; a saved config from a newer version is refused."""
 
 NOT_SERIALIZED = ("calibration", "tokenizer", "search_data", "search_options")
-LOADING_ATTRIBUTES = ("budget", "subnet", "search_data", "search_options", "tokenizer")
+LOADING_ATTRIBUTES = ("budget", "subnet", "search_data", "search_options", "tokenizer", "deploy_dtype", "embedding_bits")
 """Options of a ``from_pretrained(saved_supernet, quantization_config=...)`` call that apply at load time."""
 """Build inputs: texts, datasets, tensors and tokenizers must never land in ``config.json``.
 (``search_data`` / ``search_options``: the budget search's inputs, see :mod:`peft_qfa.deploy.loading`.)"""
@@ -138,6 +140,27 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         calibration_tokens (`int`, *optional*):
             Filled in by the quantizer after a GPTQ build: how many tokens the Hessians saw. A config
             read back from a saved supernet carries it, which is why it needs no ``calibration``.
+        deploy_dtype (`str`, *optional*):
+            The float dtype a materialized (deployed) model keeps its unquantized tensors (embeddings,
+            norms, head) and its scales and zero points in: ``"auto"`` is 16 bits (the model's own
+            ``float16``/``bfloat16``, ``bfloat16`` for a float32 model), which halves the files but
+            rounds the fractional merged zero points (docs/search_and_deploy.md bounds the error);
+            ``"float32"`` keeps them exact. The byte budget and the cost model count in this dtype.
+            ``None`` (not given) means ``"auto"``, and lets a saved supernet's own setting stand at load.
+        embedding_bits (`int`, *optional*):
+            ``8`` or ``4``: a materialized model keeps its token embedding (and the output head, tied
+            or not) group-wise quantized with ``group_size`` (:mod:`peft_qfa.supernet.packed_embedding`);
+            ``None`` (the default) keeps it in ``deploy_dtype``. The cost model counts it. ``"search"``, when
+            loading a supernet with a byte budget, makes the embedding's precision one more choice of the
+            search: each feasible precision is searched with the embedding rounded to it, and the best
+            score wins (docs/search_and_deploy.md).
+        tied_head (`bool`, *optional*):
+            Written by :func:`peft_qfa.materialize` with ``embedding_bits``: whether the packed head
+            reads the embedding's codes (the model's ``tie_word_embeddings``, which the saved config
+            must turn off so that transformers does not look for a float weight to tie).
+        base_model (`str`, *optional*):
+            Filled in by the quantizer when it builds a supernet: the path or Hub id of the float model it
+            was built from (model cards name it when it is a Hub id, never a local path).
         version (`int`, *optional*):
             Format version of the saved config; written by the library, not by users.
         allow_any_model (`bool`, *optional*, defaults to `False`):
@@ -170,6 +193,10 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         layer_bits: Mapping[str, int] | None = None,
         selection: Mapping[str, Any] | None = None,
         subnet: Mapping[str, int] | None = None,
+        deploy_dtype: str | None = None,
+        embedding_bits: int | None = None,
+        tied_head: bool | None = None,
+        base_model: str | None = None,
         version: int = CONFIG_VERSION,
         allow_any_model: bool = False,
         **kwargs,
@@ -204,6 +231,10 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         self.search_options = search_options
         self.layer_bits = layer_bits
         self.selection = selection
+        self.deploy_dtype = deploy_dtype
+        self.embedding_bits = embedding_bits
+        self.tied_head = tied_head
+        self.base_model = base_model
         self.allow_any_model = allow_any_model
         self.post_init()
 
@@ -273,6 +304,7 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
                     "QFAQuantizationConfig: pass either `budget=` (searched) or `subnet=` (given), not both."
                 )
         self._check_deployment_fields()
+        self._check_storage()
         self._check_calibration()
 
     def _check_clipping(self) -> None:
@@ -373,6 +405,20 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
         if self.selection is not None and not isinstance(self.selection, Mapping):
             raise TypeError(f"QFAQuantizationConfig: `selection` must be a dict, got {type(self.selection).__name__}.")
 
+    def _check_storage(self) -> None:
+        if self.deploy_dtype is not None and self.deploy_dtype not in DEPLOY_DTYPES:
+            raise ValueError(
+                f"QFAQuantizationConfig: unknown `deploy_dtype={self.deploy_dtype!r}`; choose one of {DEPLOY_DTYPES}."
+            )
+        if self.embedding_bits is not None and self.embedding_bits != EMBEDDING_SEARCH and (
+            isinstance(self.embedding_bits, bool) or self.embedding_bits not in EMBEDDING_BITS
+        ):
+            raise ValueError(
+                f"QFAQuantizationConfig: `embedding_bits={self.embedding_bits!r}` is not supported; choose one of "
+                f"{EMBEDDING_BITS}, None (keep the embedding in `deploy_dtype`) or {EMBEDDING_SEARCH!r} (a byte budget "
+                "picks it)."
+            )
+
     @property
     def materialized(self) -> bool:
         """Whether this config describes a materialized subnet (one bit-width per layer) rather than a supernet."""
@@ -431,6 +477,14 @@ class QFAQuantizationConfig(QuantizationConfigMixin):
             out["layer_bits"] = dict(self.layer_bits)
         if self.selection is not None:
             out["selection"] = copy.deepcopy(dict(self.selection))
+        if self.deploy_dtype is not None:
+            out["deploy_dtype"] = self.deploy_dtype
+        if self.embedding_bits is not None:
+            out["embedding_bits"] = self.embedding_bits
+        if self.tied_head is not None:
+            out["tied_head"] = self.tied_head
+        if self.base_model is not None:
+            out["base_model"] = self.base_model
         return out
 
     def __iter__(self):

@@ -18,6 +18,7 @@ from transformers.utils import logging
 from ..quant import QuantizedWeight
 from .config import QFAQuantizationConfig
 from .layer import QFALinear
+from .packed_embedding import QFAPackedEmbedding, QFAPackedHead
 from .packed_layer import QFAPackedLinear
 from .scope import conv1d_message
 
@@ -29,6 +30,27 @@ GUARD_SUFFIX = "weight"
 A model built *without* the QFA quantizer (``import peft_qfa`` forgotten) expects a float
 ``[out, in]`` weight under that name, so transformers refuses the file with a size-mismatch
 error instead of silently leaving random weights where the quantized ones were not read."""
+
+
+IMPORT_MARKER = "qfa (a peft-qfa checkpoint: pip install peft-qfa, then import peft_qfa before loading it)"
+"""Written as ``attn_implementation`` into a QFA model's ``config.json``.
+
+transformers reads that key before it builds the model, and without ``import peft_qfa`` it refuses
+the value with a ``ValueError`` that quotes it, so a forgotten import says what to do; with the
+import, the ``"qfa"`` quantizer clears it (:func:`clear_import_marker`) before the model is built.
+In memory the marker is a plain config attribute: the model's own ``_attn_implementation`` is untouched."""
+
+
+def mark_needs_peft_qfa(config) -> None:
+    """Make ``save_pretrained`` write :data:`IMPORT_MARKER` into ``config.json``."""
+    config.attn_implementation = IMPORT_MARKER
+
+
+def clear_import_marker(config):
+    """Undo :data:`IMPORT_MARKER` on a config read from a QFA folder: transformers picks its default attention."""
+    if getattr(config, "_attn_implementation", None) == IMPORT_MARKER:
+        config._attn_implementation = None
+    return config
 
 
 def _tied_weight_names(model: nn.Module) -> set[str]:
@@ -167,7 +189,24 @@ def replace_with_qfa_linear(
         else:
             layer = _qfa_linear_like(linear, config, layer_dtype, "meta")
         model.set_submodule(name, layer)
+    if config.materialized and config.embedding_bits is not None:
+        replace_with_packed_embeddings(model, config, dtype)
     return list(targets)
+
+
+def replace_with_packed_embeddings(model: nn.Module, config: QFAQuantizationConfig, dtype: torch.dtype | None) -> None:
+    """Empty packed embedding and head on the meta device, for a deployed model saved with ``embedding_bits``."""
+    embedding, head = model.get_input_embeddings(), _output_embeddings(model)
+    dtype = dtype if isinstance(dtype, torch.dtype) else embedding.weight.dtype
+
+    def table(like: nn.Module) -> QFAPackedEmbedding:
+        rows, cols = like.weight.shape
+        return QFAPackedEmbedding(rows, cols, config.embedding_bits, config.group_size, dtype=dtype, device="meta")
+
+    packed = table(embedding)
+    model.set_input_embeddings(packed)
+    if head is not None:
+        model.set_output_embeddings(QFAPackedHead(tied_to=packed) if config.tied_head else QFAPackedHead(table=table(head)))
 
 
 def install_qfa_linear(

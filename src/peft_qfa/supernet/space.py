@@ -14,10 +14,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from .cost import Cost, LayerShape, subnet_cost, supernet_bytes
 from .layer import find_bit_layers
+from .packed_embedding import EMBEDDING_SEARCH
+from .storage import packed_table_bytes, resolve_deploy_dtype
 
 GRANULARITIES = ("block", "layer")
 
@@ -77,19 +80,22 @@ class SearchSpace:
             )
         if granularity is None:
             granularity = _configured_granularity(model)
+        storage = _deployed_storage(model)
+        float_bytes = None if storage is None else storage[0]
         shapes = [
             LayerShape(
                 name=name,
                 out_features=layer.out_features,
                 in_features=layer.in_features,
                 group_size=layer.group_size,
-                scale_bytes=layer.quantized(layer.candidate_bits[0]).scales.element_size(),
-                bias_bytes=0 if getattr(layer, "bias", None) is None else layer.bias.numel() * layer.bias.element_size(),
+                scale_bytes=float_bytes or layer.quantized(layer.candidate_bits[0]).scales.element_size(),
+                bias_bytes=0 if getattr(layer, "bias", None) is None
+                else layer.bias.numel() * (float_bytes or layer.bias.element_size()),
             )
             for name, layer in layers.items()
         ]
         bits = {name: layer.candidate_bits for name, layer in layers.items()}
-        return cls(shapes, bits, granularity, _full_precision_bytes(model))
+        return cls(shapes, bits, granularity, _full_precision_bytes(model, storage))
 
     def restricted(self, bits) -> SearchSpace:
         """The same groups with only the candidate bit-widths in ``bits`` (to train some bit-widths only).
@@ -263,13 +269,42 @@ def _configured_granularity(model: nn.Module) -> str:
     return getattr(qconfig, "granularity", "block") or "block"
 
 
-def _full_precision_bytes(model: nn.Module) -> int:
-    """Bytes of every tensor a deployed model keeps in full precision (embeddings, norms, head).
+def _deployed_storage(model: nn.Module) -> tuple[int, int | None, int] | None:
+    """``(float bytes, embedding bits, group size)`` a supernet will be deployed with
+    (:mod:`.storage`); ``None`` for a materialized model, whose tensors are already what is deployed."""
+    config = getattr(getattr(model, "config", None), "quantization_config", None)
+    get = config.get if isinstance(config, Mapping) else (lambda key, default=None: getattr(config, key, default))
+    if config is None or get("layer_bits") is not None:
+        return None
+    dtype = resolve_deploy_dtype(getattr(model.config, "dtype", None), get("deploy_dtype"))
+    embedding_bits = get("embedding_bits")
+    if embedding_bits == EMBEDDING_SEARCH:  # not chosen yet: the float embedding (the loader builds one space per choice)
+        embedding_bits = None
+    return dtype.itemsize, embedding_bits, get("group_size", 64)
+
+
+def _embedding_tables(model: nn.Module) -> list[torch.Tensor]:
+    """The float embedding table and, when it has its own, the head's (what ``embedding_bits`` packs)."""
+    tables = []
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        module = getattr(model, getter, lambda: None)()
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.dim() == 2 and weight.is_floating_point():
+            tables.append(weight)
+    return tables
+
+
+def _full_precision_bytes(model: nn.Module, storage: tuple[int, int | None, int] | None = None) -> int:
+    """Bytes of every tensor a deployed model keeps outside its quantized linears (embeddings, norms, head).
 
     Counts each storage once (tied embeddings), skips QFA layers (costed per bit-width) and the
     adapters of any PEFT tuner (merged away at deployment; PEFT's tuner layers name the modules that
-    hold them in ``adapter_layer_names``).
+    hold them in ``adapter_layer_names``). With a supernet's deployed ``storage``, float parameters are
+    counted in the deploy dtype (buffers such as rotary frequencies keep theirs, as materialization
+    leaves them) and the embedding tables packed at ``embedding bits``.
     """
+    float_bytes, embedding_bits, group_size = storage or (None, None, None)
+    packed_tables = {id(t) for t in _embedding_tables(model)} if embedding_bits else set()
     skipped = {id(p) for layer in find_bit_layers(model).values() for p in layer.parameters(recurse=True)}
     for module in model.modules():
         for attr in getattr(module, "adapter_layer_names", ()):
@@ -284,5 +319,10 @@ def _full_precision_bytes(model: nn.Module) -> int:
         if key in seen:
             continue
         seen.add(key)
-        total += tensor.numel() * tensor.element_size()
+        if id(tensor) in packed_tables:
+            total += packed_table_bytes(*tensor.shape, embedding_bits, group_size, float_bytes)
+        elif float_bytes is not None and tensor.is_floating_point() and isinstance(tensor, nn.Parameter):
+            total += tensor.numel() * float_bytes
+        else:
+            total += tensor.numel() * tensor.element_size()
     return total

@@ -473,8 +473,7 @@ def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
 
     if trainer.is_world_process_zero():
         with atomic_folder(output, "--output") as staging:  # a kill leaves the old output or the new one
-            save_supernet(model, staging, search_data=search_ids)
-            tokenizer.save_pretrained(staging)  # what `peft-qfa search`/evaluation need next to the supernet
+            save_supernet(model, staging, search_data=search_ids, tokenizer=tokenizer)
             summary = {
                 "sampler": callback.sampler.config(),
                 "steps": trainer.state.global_step,
