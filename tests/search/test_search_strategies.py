@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import peft_qfa
@@ -64,6 +64,8 @@ def random_loss(model, rng: random.Random):
     position=st.floats(0.0, 1.0),
     strategy=st.sampled_from(sorted(TINY_STRATEGIES)),
 )
+# a budget just under the dearest subnet: the draws aimed at it are nearly all that subnet
+@example(seed=1815, bits=(2, 3), granularity="block", kind="bits", position=0.99999, strategy="two-stage")
 def test_a_subnet_never_exceeds_its_budget(seed, bits, granularity, kind, position, strategy):
     rng = random.Random(seed)
     model = random_supernet(rng, bits)

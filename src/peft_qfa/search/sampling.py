@@ -11,6 +11,7 @@ exceed the budget (about half) are rejected, so every returned subnet satisfies 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Mapping
 
@@ -65,13 +66,11 @@ class BudgetSampler:
             return high
         return bisect_increasing(self.expected_measure, target, low, high, _BISECTION_STEPS)  # cost grows with tilt
 
-    def draw(self, rng: random.Random) -> Subnet:
+    def draw(self, rng: random.Random, probabilities: Mapping[str, list[float]] | None = None) -> Subnet:
         """One subnet from the tilted categoricals (not yet checked against the budget)."""
+        probabilities = probabilities or self.probabilities
         return self.space.subnet(
-            {
-                name: rng.choices(bits, weights=self.probabilities[name])[0]
-                for name, bits in self.allowed.items()
-            }
+            {name: rng.choices(bits, weights=probabilities[name])[0] for name, bits in self.allowed.items()}
         )
 
     def sample(
@@ -84,20 +83,29 @@ class BudgetSampler:
         """Up to ``n`` distinct subnets that fit the budget and are not in ``exclude``.
 
         Fewer come back when the budget leaves few subnets (a budget at the cheapest subnet admits
-        only that one): drawing stops after ``n * max_draws_per_subnet`` draws.
+        only that one): drawing stops after ``n * max_draws_per_subnet`` draws. The draws aim at the
+        budget; when they find too few that fit (a budget just under the dearest subnet makes almost
+        every draw that subnet), the rest aim lower, halfway to the cheapest subnet and then at it.
         """
         seen = {tuple(s.values()) for s in exclude}
         found: list[Subnet] = []
-        for _ in range(n * max_draws_per_subnet):
-            if len(found) == n:
-                break
-            subnet = self.draw(rng)
-            key = tuple(subnet.values())
-            if key in seen:
-                continue
-            seen.add(key)
-            if self.budget.fits(self.space.cost(subnet)):
-                found.append(subnet)
+        cheapest = self.expected_measure(-_TILT_LIMIT)
+        targets = (self.budget.value, (self.budget.value + cheapest) / 2, cheapest)
+        draws_per_target = math.ceil(n * max_draws_per_subnet / len(targets))
+        for index, target in enumerate(targets):
+            probabilities = self.probabilities if index == 0 else {
+                name: tilted_probabilities(bits, self._solve_tilt(target)) for name, bits in self.allowed.items()
+            }
+            for _ in range(draws_per_target):
+                if len(found) == n:
+                    return found
+                subnet = self.draw(rng, probabilities)
+                key = tuple(subnet.values())
+                if key in seen:
+                    continue
+                seen.add(key)
+                if self.budget.fits(self.space.cost(subnet)):
+                    found.append(subnet)
         return found
 
 
