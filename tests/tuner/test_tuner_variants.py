@@ -15,12 +15,13 @@ from transformers import Trainer, TrainingArguments, default_data_collator
 
 import peft_qfa
 from peft_qfa import QFAConfig, QFASamplerCallback
+from peft_qfa.deploy.model_card import render_materialized_card, render_supernet_card
 from peft_qfa.search import search_subnet
 from peft_qfa.supernet.layer import find_bit_layers
 from peft_qfa.supernet.packed_layer import QFAPackedLinear
 from peft_qfa.testing import tiny_token_batches
 from peft_qfa.train.recipe import resolve_options
-from peft_qfa.tuner.variants import VARIANTS, get_variant
+from peft_qfa.tuner import VARIANTS, get_variant, trainable_parameters
 
 from .tuner_helpers import VOCAB, adapter_params, load_supernet, relative_error
 
@@ -176,3 +177,20 @@ def test_train_flags_refuse_an_l4q_run_without_its_copy():
         resolve_options({**base, "variant": "l4q", "bits": "2"})
     with pytest.raises(ValueError, match="--variant lr-qat keeps its integer weights in int8"):
         resolve_options({**base, "variant": "lr-qat", "bits": "2,8"})
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_cost_model_and_model_cards_know_the_variant(supernet_dirs, variant):
+    model, _ = variant_model(supernet_dirs, variant)
+    space = peft_qfa.search_space(model)
+    subnet = space.subnet({g: (2, 4)[i % 2] for i, g in enumerate(space.group_names)})
+    packed = peft_qfa.materialize(model, subnet)
+    tensors = [*packed.parameters(), *packed.buffers()]
+    stored = {t.untyped_storage().data_ptr(): t.numel() * t.element_size() for t in tensors}
+    assert space.cost(subnet).bytes == sum(stored.values())  # the deployed bytes are the cost model's
+    card = render_materialized_card(packed, "me/packed")
+    assert get_variant(variant).deploy_note in card
+    expected = trainable_parameters(model, "default")
+    assert f"variant={variant}" in render_supernet_card(model, "me/supernet")
+    assert f"{expected:,} trainable parameters per bit-width" in render_supernet_card(model, "me/supernet")
+    assert expected == sum(p.numel() for n, p in adapter_params(model).items() if n.endswith(".b2"))

@@ -24,19 +24,25 @@ from ..supernet.layer import BitSelectableLayer, find_bit_layers
 from ..supernet.packed_layer import QFAPackedLinear
 from ..supernet.space import SearchSpace, Subnet
 from ..supernet.subnet import get_subnet, search_space
-from ..tuner import merged_quantized_weights
+from ..tuner import adapter_variants, merged_quantized_weights
 from .hub import attach_qfa_push_to_hub
 
 
 def deployed_config(
-    source: QFAQuantizationConfig, subnet: Subnet, selection: Mapping[str, Any] | None = None
+    source: QFAQuantizationConfig,
+    subnet: Subnet,
+    selection: Mapping[str, Any] | None = None,
+    variants: Mapping[str, str] | None = None,
 ) -> QFAQuantizationConfig:
-    """The quantization config of the materialized ``subnet``: the supernet's settings plus ``layer_bits``."""
+    """The quantization config of the materialized ``subnet``: the supernet's settings plus ``layer_bits``
+    (and, in ``selection``, the variant of each adapter that went into it, for the model card)."""
     config = copy.deepcopy(source)
     config.layer_bits = subnet.layer_bits()
     config.bits = tuple(sorted(set(config.layer_bits.values())))
     config.selection = dict(selection) if selection is not None else {"bits_per_group": dict(subnet)}
     config.budget = None
+    if variants:
+        config.selection["adapter_variants"] = dict(variants)
     for name in ("calibration", "tokenizer", "search_data", "search_options"):
         setattr(config, name, None)
     return config
@@ -124,7 +130,8 @@ def materialize(
     deployed = copy.deepcopy(base, memo)
     for name, layer in packed.items():
         deployed.set_submodule(name, layer)
-    finish_deployed(deployed, deployed_config(source, chosen, selection))
+    variants = adapter_variants(model, adapter_name)
+    finish_deployed(deployed, deployed_config(source, chosen, selection, variants))
     return deployed
 
 
@@ -143,9 +150,10 @@ def materialize_in_place(
     source = qfa_config(model)
     chosen = _resolve_subnet(model, subnet, space)
     packed = _packed_layers(model, chosen, adapter_name)
+    variants = adapter_variants(model, adapter_name)
     for name, layer in packed.items():
         model.set_submodule(name, layer)
-    finish_deployed(model, deployed_config(source, chosen, selection))
+    finish_deployed(model, deployed_config(source, chosen, selection, variants))
     return model
 
 

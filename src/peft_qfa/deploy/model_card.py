@@ -20,6 +20,7 @@ from torch import nn
 from ..supernet.budget import Budget
 from ..supernet.config import qfa_config, unwrap_model
 from ..supernet.subnet import get_subnet, search_space
+from ..tuner import get_variant, trainable_parameters
 
 PARETO_IMAGE = "pareto.png"
 TAGS = ("peft-qfa", "llm-qfa", "quantized", "mixed-precision")
@@ -100,7 +101,14 @@ def render_materialized_card(
         group_rows=rows,
         search_details=_search_details(selection),
         pareto=pareto,
+        deploy_note=_deploy_note(selection),
     )
+
+
+def _deploy_note(selection: Mapping) -> str:
+    """How the adapters went into the integers (the variants the materialized model recorded)."""
+    variants = sorted(set((selection.get("adapter_variants") or {"": "qa-lora"}).values()))
+    return "; ".join(get_variant(v).deploy_note for v in variants)
 
 
 def _adapter_summary(model: nn.Module) -> str:
@@ -109,7 +117,12 @@ def _adapter_summary(model: nn.Module) -> str:
         return "none (an untrained supernet)"
     parts = []
     for name, cfg in peft_config.items():
-        settings = [f"r={getattr(cfg, 'r', '?')}", f"alpha={getattr(cfg, 'lora_alpha', '?')}"]
+        settings = [
+            f"variant={getattr(cfg, 'variant', 'qa-lora')}",
+            f"r={getattr(cfg, 'r', '?')}",
+            f"alpha={getattr(cfg, 'lora_alpha', '?')}",
+            f"{trainable_parameters(model, name):,} trainable parameters per bit-width",
+        ]
         parts.append(f"`{name}` ({', '.join(settings)})")
     return ", ".join(parts)
 

@@ -218,4 +218,25 @@ def merged_quantized_weights(
     return merged
 
 
-__all__ = ["QFAModel", "merged_quantized_weights"]
+def adapter_variants(model: nn.Module, adapter_name: str | None = None) -> dict[str, str]:
+    """``{adapter name: variant}`` of the model's QFA adapters (only ``adapter_name``'s, when given)."""
+    found = {}
+    for module in model.modules():
+        if isinstance(module, QFAAdapterLayer):
+            found.update(module.variant)
+    return found if adapter_name is None else {k: v for k, v in found.items() if k == adapter_name}
+
+
+def trainable_parameters(model: nn.Module, adapter_name: str) -> int:
+    """Parameters ``adapter_name`` trains at one bit-width (summed over its layers, from its variant's cost rule)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, QFAAdapterLayer) and adapter_name in module.variant:
+            base = module.get_base_layer()
+            total += module.variant_of(adapter_name).trainable_parameters(
+                base.in_features, base.out_features, base.group_size, module.r[adapter_name]
+            )
+    return total
+
+
+__all__ = ["QFAModel", "adapter_variants", "merged_quantized_weights", "trainable_parameters"]

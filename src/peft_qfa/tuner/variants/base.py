@@ -28,6 +28,8 @@ class QFAVariant:
     """
 
     name: ClassVar[str]
+    deploy_note: ClassVar[str]
+    """How a materialized layer holds the adapter, for the model card ("... folded into the zero points")."""
     adds_to_base: ClassVar[bool] = False
     folds_in_place: ClassVar[bool] = False
     """Whether ``merge()`` can fold the adapter into the supernet's own zero points (QA-LoRA only)."""

@@ -37,6 +37,10 @@ class L4QVariant(QFAVariant):
     """Plain LoRA (``A: r x in``) inside an LSQ+ quantizer with learned step and offset per group."""
 
     name = "l4q"
+    deploy_note = (
+        "its codes re-rounded by the quantizer L4Q trained (LoRA added before quantization), with its learned "
+        "scales and offsets"
+    )
 
     @classmethod
     def check(cls, layer, r, mergeable, layer_name=None):

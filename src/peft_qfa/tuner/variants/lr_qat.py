@@ -39,6 +39,7 @@ class LRQATVariant(QFAVariant):
     """Low-rank update ``A: r x in``, ``B: out x r`` added to a fixed-point integer weight before rounding."""
 
     name = "lr-qat"
+    deploy_note = "its codes re-rounded with the low-rank update LR-QAT trained inside the rounding, and its learned scales"
 
     @classmethod
     def check(cls, layer, r, mergeable, layer_name=None):

@@ -48,6 +48,7 @@ class PEQAVariant(QFAVariant):
     """Trained per-group scales over the frozen codes and zero points of each bit-width."""
 
     name = "peqa"
+    deploy_note = "its codes and zero points kept, with the scales PEQA trained"
 
     @classmethod
     def create(cls, layer, adapter_name, keys, factory):

@@ -73,6 +73,7 @@ class QALoRAVariant(QFAVariant):
     """The default: decoupled QA-LoRA adapters added to the frozen integer layer; merged into the zero points."""
 
     name = "qa-lora"
+    deploy_note = "its QA-LoRA adapter folded into the zero points"
     adds_to_base = True
     folds_in_place = True
 
