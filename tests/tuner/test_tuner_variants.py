@@ -11,7 +11,7 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import PeftModel, get_peft_model
-from transformers import Trainer, TrainingArguments, default_data_collator
+from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
 
 import peft_qfa
 from peft_qfa import QFAConfig, QFASamplerCallback
@@ -194,3 +194,14 @@ def test_cost_model_and_model_cards_know_the_variant(supernet_dirs, variant):
     assert f"variant={variant}" in render_supernet_card(model, "me/supernet")
     assert f"{expected:,} trainable parameters per bit-width" in render_supernet_card(model, "me/supernet")
     assert expected == sum(p.numel() for n, p in adapter_params(model).items() if n.endswith(".b2"))
+
+
+@pytest.mark.parametrize("variant", ["l4q", "lr-qat"])
+def test_a_materialized_re_rounded_model_saves_and_reloads(supernet_dirs, input_ids, variant, tmp_path):
+    model, bits_list = variant_model(supernet_dirs, variant)
+    train_steps(model, input_ids, bits_list[:1], steps=1)
+    packed = peft_qfa.materialize(model, peft_qfa.search_space(model).uniform(2))
+    packed.save_pretrained(tmp_path / "packed")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "packed").eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(input_ids).logits, packed(input_ids).logits)
