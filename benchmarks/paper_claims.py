@@ -127,6 +127,11 @@ def training_run(name, args, data) -> dict:
     seconds, peak = time.perf_counter() - start, status_mib("VmHWM")
     model.eval()
     space = peft_qfa.search_space(model)
+    if adapter_options.get("variant", "qa-lora") != "qa-lora":
+        trained = [sampler_options["subnet"]] if schedule == "fixed" else BITS
+        rows = [deployed_row(model, space.uniform(bits), data, budget=f"uniform {bits}") for bits in trained]
+        return {"train_seconds": seconds, "steps": args.steps, "train_peak_mib": peak, "rows": rows,
+                "bit_counts": callback.bit_counts}
     scorer = Scorer(model, data)
     if schedule == "fixed":
         rows = [scorer.row(space.uniform(sampler_options["subnet"]), budget=f"uniform {sampler_options['subnet']}")]
@@ -142,6 +147,18 @@ def training_run(name, args, data) -> dict:
         "rows": rows,
         "bit_counts": callback.bit_counts,
     }
+
+
+def deployed_row(model, subnet, data, **extra) -> dict:
+    """Score the materialized ``subnet``: for a variant that learns the quantizer it computes what the trained
+    model computes there (``tests/tuner/test_tuner_variants.py``), and its packed layers take the search's
+    cached weights, where the trained model would re-quantize every weight on every forward pass."""
+    packed = peft_qfa.materialize(model, subnet)
+    scorer = Scorer(packed, data)
+    row = scorer.row(peft_qfa.get_subnet(packed), **extra)
+    row["avg_bits"] = round(peft_qfa.search_space(model).cost(subnet).avg_bits, 4)
+    scorer.release()
+    return row
 
 
 def searched_rows(model, space, scorer, args, data) -> list[dict]:
