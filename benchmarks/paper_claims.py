@@ -11,7 +11,10 @@ supernet (``--base``, GPTQ by default as in the paper; bits 2/3/4, group 64):
 - ablations, N steps each: the uniform sampler, shared adapters (one per layer for all
   bit-widths), the sandwich rule;
 - mixed budgets (``--budgets``, average bits) from each QFA run through our search
-  (sensitivities + knapsack + evolution, scored on 2,048 tokens of emma.txt, a training novel).
+  (sensitivities + knapsack + evolution, scored on 2,048 tokens of emma.txt, a training novel);
+- the variants that learn the quantizer (``QFAConfig(variant=...)``): PEQA, L4Q and LR-QAT, each as
+  three per-bit runs (``peqa-2`` ...) and one supernet run (``qfa-peqa`` ...), with the same recipe;
+  their own table reports the step time relative to QA-LoRA's run of the same setting.
 
 Reported per (method, subnet): held-out perplexity on persuasion.txt (first ``--eval-tokens``
 tokens, windows of 512), BIG-bench general_knowledge accuracy (summed log-likelihood of each
@@ -67,6 +70,10 @@ RUNS = {
     "qfa-shared": ("resource-balanced", {}, {"shared_adapters": True}),
     "qfa-sandwich": ("sandwich", {}, {}),
 }
+VARIANTS = {"peqa": "peqa", "l4q": "l4q", "lrqat": "lr-qat"}  # run-name stem -> QFAConfig(variant=...)
+for _stem, _variant in VARIANTS.items():
+    RUNS.update({f"{_stem}-{b}": ("fixed", {"subnet": b}, {"variant": _variant}) for b in BITS})
+    RUNS[f"qfa-{_stem}"] = ("resource-balanced", {}, {"variant": _variant})
 QFA_RUNS = [name for name in RUNS if name.startswith("qfa")]
 
 
@@ -120,6 +127,11 @@ def training_run(name, args, data) -> dict:
     seconds, peak = time.perf_counter() - start, status_mib("VmHWM")
     model.eval()
     space = peft_qfa.search_space(model)
+    if adapter_options.get("variant", "qa-lora") != "qa-lora":
+        trained = [sampler_options["subnet"]] if schedule == "fixed" else BITS
+        rows = [deployed_row(model, space.uniform(bits), data, budget=f"uniform {bits}") for bits in trained]
+        return {"train_seconds": seconds, "steps": args.steps, "train_peak_mib": peak, "rows": rows,
+                "bit_counts": callback.bit_counts}
     scorer = Scorer(model, data)
     if schedule == "fixed":
         rows = [scorer.row(space.uniform(sampler_options["subnet"]), budget=f"uniform {sampler_options['subnet']}")]
@@ -128,7 +140,25 @@ def training_run(name, args, data) -> dict:
         if name in args.search_runs:
             rows += searched_rows(model, space, scorer, args, data)
     scorer.release()
-    return {"train_seconds": seconds, "train_peak_mib": peak, "rows": rows, "bit_counts": callback.bit_counts}
+    return {
+        "train_seconds": seconds,
+        "steps": args.steps,
+        "train_peak_mib": peak,
+        "rows": rows,
+        "bit_counts": callback.bit_counts,
+    }
+
+
+def deployed_row(model, subnet, data, **extra) -> dict:
+    """Score the materialized ``subnet``: for a variant that learns the quantizer it computes what the trained
+    model computes there (``tests/tuner/test_tuner_variants.py``), and its packed layers take the search's
+    cached weights, where the trained model would re-quantize every weight on every forward pass."""
+    packed = peft_qfa.materialize(model, subnet)
+    scorer = Scorer(packed, data)
+    row = scorer.row(peft_qfa.get_subnet(packed), **extra)
+    row["avg_bits"] = round(peft_qfa.search_space(model).cost(subnet).avg_bits, 4)
+    scorer.release()
+    return row
 
 
 def searched_rows(model, space, scorer, args, data) -> list[dict]:
@@ -193,6 +223,61 @@ def verdicts(results, budgets) -> list[tuple[str, bool | None, str]]:
                     two - mixed > (two - three) / 2,
                     f"2.5 mixed {mixed:.1f}, uniform 2 {two:.1f}, uniform 3 {three:.1f}: gain {two - mixed:.1f} "
                     f"vs half-gap {(two - three) / 2:.1f}"))
+    return out
+
+
+def variant_rows(results):
+    """``(method, setting, run, QA-LoRA run of the same setting)`` of the variant table, in order."""
+    for method, stem in (("qa-lora", "qalora"), *((v, s) for s, v in VARIANTS.items())):
+        for bits in BITS:
+            yield method, f"per-bit {bits}", f"{stem}-{bits}", f"qalora-{bits}"
+        yield method, "supernet", "qfa" if stem == "qalora" else f"qfa-{stem}", "qfa"
+
+
+def variant_table(results) -> str:
+    """The variants next to QA-LoRA: ppl, accuracy, seconds per step (and its ratio to QA-LoRA's), peak RSS."""
+    lines = [
+        "| method | run | subnet | held-out ppl | GK accuracy | s/step | step time vs QA-LoRA | train peak RSS (MiB) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for method, setting, name, reference in variant_rows(results):
+        run, ref = results.get(name), results.get(reference)
+        if not run or "rows" not in run:
+            continue
+        step = run["train_seconds"] / run["steps"]
+        ratio = f"{step / (ref['train_seconds'] / ref['steps']):.2f}x" if ref and "steps" in ref else "-"
+        for row in run["rows"]:
+            lines.append(
+                f"| {method} | {setting} | {row['budget']} | {row['ppl']:.2f} | {row['accuracy']:.3f} | "
+                f"{step:.2f} | {ratio} | {run['train_peak_mib']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def variant_verdicts(results) -> list[tuple[str, bool | None, str]]:
+    """The variant papers' claims, checked on the per-bit runs (``None`` when a run is missing)."""
+    out = []
+    peqa, qalora = ppl(results, "peqa-4", "uniform 4"), ppl(results, "qalora-4", "uniform 4")
+    held = None if peqa is None or qalora is None else peqa > qalora
+    out.append(("PEQA below QA-LoRA at 4 bits (QA-LoRA paper, Table 1)", held,
+                "missing" if held is None else f"PEQA {peqa:.2f} vs QA-LoRA {qalora:.2f} ppl"))
+    pairs = [(b, ppl(results, f"l4q-{b}", f"uniform {b}"), ppl(results, f"qalora-{b}", f"uniform {b}")) for b in (2, 3)]
+    held = None if any(None in p for p in pairs) else all(a < q for _, a, q in pairs)
+    out.append(("L4Q above QA-LoRA at sub-4-bit (2 and 3 bits)", held,
+                "missing" if held is None else "; ".join(f"{b} bits: L4Q {a:.2f} vs QA-LoRA {q:.2f}" for b, a, q in pairs)))
+    figures, checks = [], []
+    for bits in BITS:
+        run, lora = results.get(f"lrqat-{bits}"), results.get(f"qalora-{bits}")
+        ours, gptq = ppl(results, f"lrqat-{bits}", f"uniform {bits}"), ppl(results, "ptq-gptq", f"uniform {bits}")
+        if None in (run, lora, ours, gptq):
+            checks.append(None)
+            continue
+        memory = run["train_peak_mib"] / lora["train_peak_mib"]
+        checks.append(memory <= 1.1 and ours < gptq)
+        figures.append(f"{bits} bits: ppl {ours:.2f} vs GPTQ {gptq:.2f}, peak RSS {memory:.2f}x QA-LoRA's")
+    held = None if None in checks else all(checks)
+    out.append(("LR-QAT at the memory of LoRA (peak RSS within 10% of QA-LoRA's) with better ppl than PTQ", held,
+                "missing" if held is None else "; ".join(figures)))
     return out
 
 
@@ -265,6 +350,7 @@ def main() -> None:
         help="QFA runs whose supernet is also searched at the mixed --budgets (default: all of them)",
     )
     parser.add_argument("--no-ptq", action="store_true", help="skip the PTQ rows")
+    parser.add_argument("--ptq", nargs="+", choices=("rtn", "gptq"), default=["rtn", "gptq"], help="PTQ rows to score")
     parser.add_argument("--budgets", type=float, nargs="+", default=[2.25, 2.5, 2.75, 3.25, 3.5])
     parser.add_argument("--r", type=int, default=8)
     parser.add_argument("--lora-alpha", type=float, default=16)
@@ -302,7 +388,7 @@ def main() -> None:
     if not args.reuse:
         results_path.unlink(missing_ok=True)  # a fresh benchmark: no run of an earlier one may leak in
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    todo = ([] if args.no_ptq else ["ptq-rtn", "ptq-gptq"]) + args.runs
+    todo = ([] if args.no_ptq else [f"ptq-{m}" for m in args.ptq]) + args.runs
     for name in todo:
         if name in results:
             print(f">> {name}: kept from {results_path}")
@@ -326,8 +412,13 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, torch {torch.__version__}; {date.today()}; "
         f"total {(time.perf_counter() - started) / 60:.1f} min"
     )
-    print("\n" + header + "\n\n" + text + "\n\n" + "\n".join(verdict_lines))
-    (out / "table.md").write_text(header + "\n\n" + text + "\n\n" + "\n".join(verdict_lines) + "\n")
+    variant_lines = [
+        f"- {'HELD' if held else ('MISSED' if held is False else 'NOT RUN')}: {claim} ({figures})"
+        for claim, held, figures in variant_verdicts(results)
+    ]
+    report = "\n\n".join([header, text, "\n".join(verdict_lines), variant_table(results), "\n".join(variant_lines)])
+    print("\n" + report)
+    (out / "table.md").write_text(report + "\n")
     plot(results, out / "pareto.png")
     print(f"\nwrote {out / 'table.md'}, {out / 'pareto.png'}, {results_path}")
 

@@ -55,7 +55,7 @@ def test_card_of_an_explicit_subnet_and_of_a_supernet(supernet_dirs):
     supernet_card = render_supernet_card(model, "me/tiny-supernet")
     assert "| candidate bit-widths | 2/3/4 |" in supernet_card
     assert "| search space | 2 block groups, 14 quantized linear layers |" in supernet_card
-    assert "`default` (r=2, alpha=0.5)" in supernet_card
+    assert "`default` (variant=qa-lora, r=2, alpha=0.5, 2,112 trainable parameters per bit-width)" in supernet_card
     assert 'peft_qfa.from_pretrained("me/tiny-supernet", budget=3.0' in supernet_card
     with pytest.raises(ValueError, match="the model is a supernet, not a materialized subnet"):
         render_materialized_card(model, "me/x")

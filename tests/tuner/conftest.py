@@ -20,6 +20,8 @@ _SUPERNETS = {
     "qwen2": ("qwen2", BITS, GROUP_SIZE),
     "llama_g64": ("llama", BITS, 64),
     "llama_bits24": ("llama", (2, 4), GROUP_SIZE),
+    "llama_bits3": ("llama", (3,), GROUP_SIZE),  # a per-bit baseline's supernet
+    "llama_bits28": ("llama", (2, 8), GROUP_SIZE),  # 2 bits plus the 8-bit copy L4Q re-quantizes from
 }
 
 

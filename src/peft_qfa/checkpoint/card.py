@@ -17,6 +17,7 @@ from torch import nn
 from ..supernet.budget import Budget
 from ..supernet.config import qfa_config, unwrap_model
 from ..supernet.subnet import search_space
+from ..tuner import trainable_parameters
 
 TAGS = ("peft-qfa", "llm-qfa", "quantized", "mixed-precision")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -60,7 +61,12 @@ def _adapter_summary(model: nn.Module) -> str:
         return "none (an untrained supernet)"
     parts = []
     for name, cfg in peft_config.items():
-        settings = [f"r={getattr(cfg, 'r', '?')}", f"alpha={getattr(cfg, 'lora_alpha', '?')}"]
+        settings = [
+            f"variant={getattr(cfg, 'variant', 'qa-lora')}",
+            f"r={getattr(cfg, 'r', '?')}",
+            f"alpha={getattr(cfg, 'lora_alpha', '?')}",
+            f"{trainable_parameters(model, name):,} trainable parameters per bit-width",
+        ]
         parts.append(f"`{name}` ({', '.join(settings)})")
     return ", ".join(parts)
 

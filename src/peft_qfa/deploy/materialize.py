@@ -25,7 +25,7 @@ from ..supernet.layer import BitSelectableLayer, find_bit_layers
 from ..supernet.packed_layer import QFAPackedLinear
 from ..supernet.space import SearchSpace, Subnet
 from ..supernet.subnet import get_subnet, search_space
-from ..tuner import merged_quantized_weights
+from ..tuner import adapter_variants, merged_quantized_weights
 from .compact import compact
 from .hub import attach_qfa_push_to_hub
 
@@ -36,9 +36,11 @@ def deployed_config(
     selection: Mapping[str, Any] | None = None,
     deploy_dtype: str | None = None,
     embedding_bits: int | None = None,
+    variants: Mapping[str, str] | None = None,
 ) -> QFAQuantizationConfig:
     """The quantization config of the materialized ``subnet``: the supernet's settings plus ``layer_bits``
-    (``deploy_dtype`` / ``embedding_bits``, when given, override the supernet's)."""
+    (``deploy_dtype`` / ``embedding_bits``, when given, override the supernet's; ``selection`` also records
+    the variant of each adapter that went into it, for the model card)."""
     config = copy.deepcopy(source)
     if deploy_dtype is not None:
         config.deploy_dtype = deploy_dtype
@@ -49,6 +51,8 @@ def deployed_config(
     config.bits = tuple(sorted(set(config.layer_bits.values())))
     config.selection = dict(selection) if selection is not None else {"bits_per_group": dict(subnet)}
     config.budget = None
+    if variants:
+        config.selection["adapter_variants"] = dict(variants)
     for name in ("calibration", "tokenizer", "search_data", "search_options"):
         setattr(config, name, None)
     return config
@@ -143,7 +147,8 @@ def materialize(
     deployed = copy.deepcopy(base, memo)
     for name, layer in packed.items():
         deployed.set_submodule(name, layer)
-    config = deployed_config(source, chosen, selection, deploy_dtype, embedding_bits)
+    variants = adapter_variants(model, adapter_name)
+    config = deployed_config(source, chosen, selection, deploy_dtype, embedding_bits, variants)
     compact(deployed, config)
     finish_deployed(deployed, config)
     return deployed
@@ -164,9 +169,10 @@ def materialize_in_place(
     source = qfa_config(model)
     chosen = _resolve_subnet(model, subnet, space)
     packed = _packed_layers(model, chosen, adapter_name)
+    variants = adapter_variants(model, adapter_name)
     for name, layer in packed.items():
         model.set_submodule(name, layer)
-    config = deployed_config(source, chosen, selection)
+    config = deployed_config(source, chosen, selection, variants=variants)
     compact(model, config)
     finish_deployed(model, config)
     return model

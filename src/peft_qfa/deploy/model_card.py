@@ -17,6 +17,7 @@ from torch import nn
 from ..checkpoint.card import _base_model, _front_matter, _size, _template, render_supernet_card
 from ..supernet.config import qfa_config, unwrap_model
 from ..supernet.subnet import get_subnet, search_space
+from ..tuner import get_variant
 
 PARETO_IMAGE = "pareto.png"
 
@@ -83,7 +84,14 @@ def render_materialized_card(
         group_rows=rows,
         search_details=_search_details(selection),
         pareto=pareto,
+        deploy_note=_deploy_note(selection),
     )
+
+
+def _deploy_note(selection: Mapping) -> str:
+    """How the adapters went into the integers (the variants the materialized model recorded)."""
+    variants = sorted(set((selection.get("adapter_variants") or {"": "qa-lora"}).values()))
+    return "; ".join(get_variant(v).deploy_note for v in variants)
 
 
 def write_model_card(

@@ -110,6 +110,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("calibration_samples", 128, "GPTQ (and --clip-search) calibration blocks, taken evenly from the training data.", int),
     Option("granularity", "block", "Search-space unit: one bit-width per decoder block or per layer.",
            choices=("block", "layer")),
+    Option("variant", "qa-lora", "Adapter method: QA-LoRA adapters (default), PEQA (scales only), L4Q (LoRA before a "
+           "learned quantizer; needs 2+ --bits, the highest is its reference copy) or LR-QAT (low-rank update inside "
+           "the rounding; bits up to 6).", choices=("qa-lora", "peqa", "l4q", "lr-qat")),
     Option("r", None, f"Adapter rank, at most in_features / group_size (default: {DEFAULT_RANK}, or the largest the "
            "model's narrowest layer allows if that is smaller).", _optional_int),
     Option("lora_alpha", None, "Adapter scale numerator (scale = lora_alpha / r; default: 2 x r).", _optional_float),
@@ -183,7 +186,23 @@ def resolve_options(given: Mapping[str, Any]) -> dict[str, Any]:
         if parsed[name] <= 0:
             raise ValueError(f"peft-qfa train: --{name.replace('_', '-')} must be positive, got {parsed[name]}.")
     distillation_config(parsed)  # validates the distillation options
+    check_variant(parsed)
     return parsed
+
+
+def check_variant(options: Mapping[str, Any]) -> None:
+    """Refuse a ``--variant`` the ``--bits`` / ``--schedule`` cannot serve, before the (slow) build."""
+    variant, bits = options["variant"], options["bits"]
+    if variant == "l4q" and len(bits) < 2:
+        raise ValueError(
+            f"peft-qfa train: --variant l4q needs a higher-precision copy than the bits it trains; --bits {bits[0]} "
+            f"holds one bit-width. Add an 8-bit copy: --bits {bits[0]},8 --schedule fixed --fixed-bits {bits[0]}."
+        )
+    if variant == "lr-qat" and max(bits) > 6:
+        raise ValueError(
+            f"peft-qfa train: --variant lr-qat keeps its integer weights in int8 fixed point (at most 6 bits); drop "
+            f"{max(bits)} from --bits."
+        )
 
 
 def distillation_config(options: Mapping[str, Any]):
@@ -422,7 +441,10 @@ def train_supernet(options: Mapping[str, Any] | None = None, **kwargs: Any):
         options["lora_alpha"] = 2.0 * options["r"]
     torch.manual_seed(options["seed"])
     model = get_peft_model(
-        supernet, QFAConfig(r=options["r"], lora_alpha=options["lora_alpha"], target_modules="all-linear")
+        supernet,
+        QFAConfig(
+            r=options["r"], lora_alpha=options["lora_alpha"], target_modules="all-linear", variant=options["variant"]
+        ),
     )
 
     sampler_options = {"subnet": options["fixed_bits"]} if options["schedule"] == "fixed" else {}

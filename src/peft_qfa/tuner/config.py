@@ -9,6 +9,7 @@ from peft import PeftConfig
 
 from .._compat import extend_peft_type
 from ..quant import SUPPORTED_BITS
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 QFA_NAME = "qfa"
 """Registered name of the tuner (lower case, as ``register_peft_method`` requires)."""
@@ -37,6 +38,16 @@ class QFAConfig(PeftConfig):
     error (LLM-QFA's decoupled adapters, https://arxiv.org/abs/2405.20202).
 
     Args:
+        variant (`str`, *optional*, defaults to `"qa-lora"`):
+            The adapter method (:mod:`peft_qfa.tuner.variants`), every one with its own parameters per bit-width:
+            ``"qa-lora"`` adds a group-pooled low-rank adapter to the frozen integer layer
+            (https://arxiv.org/abs/2309.14717); ``"peqa"`` trains only the per-group scales over the frozen codes
+            (https://arxiv.org/abs/2305.14152); ``"l4q"`` adds plain LoRA to a higher-precision copy of the weight
+            before a learned LSQ+ quantizer (https://arxiv.org/abs/2402.04902; needs a supernet with at least two
+            bit-widths, the highest being the copy); ``"lr-qat"`` adds the low-rank update inside the rounding, in
+            integer-grid units, with learned scales (https://arxiv.org/abs/2406.06385; bit-widths up to 6). The last
+            three re-scale or re-round the integers, so they deploy through ``peft_qfa.materialize`` only (no
+            in-place ``merge()``), and ``mergeable`` / ``shared_adapters`` / ``lora_dropout`` are QA-LoRA's alone.
         r (`int`, *optional*, defaults to 16):
             Adapter rank. In the mergeable (QA-LoRA) form it cannot exceed ``in_features // group_size`` of
             any targeted layer, the number of columns of ``A``.
@@ -79,6 +90,10 @@ class QFAConfig(PeftConfig):
             Version of this config's saved form; written by the library, not by users.
     """
 
+    variant: str = field(
+        default=DEFAULT_VARIANT,
+        metadata={"help": "Adapter method: 'qa-lora' (default), 'peqa', 'l4q' or 'lr-qat'."},
+    )
     r: int = field(
         default=16, metadata={"help": "Adapter rank (at most in_features // group_size when mergeable)."}
     )
@@ -172,6 +187,21 @@ class QFAConfig(PeftConfig):
         for name in ("mergeable", "shared_adapters", "init_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"QFAConfig: `{name}` must be True or False, got {getattr(self, name)!r}.")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"QFAConfig: unknown `variant={self.variant!r}`; choose one of {sorted(VARIANTS)}.")
+        if self.variant != DEFAULT_VARIANT:
+            qa_lora_only = {"mergeable": False, "shared_adapters": True}
+            for name, value in qa_lora_only.items():
+                if getattr(self, name) == value:
+                    raise ValueError(
+                        f"QFAConfig: `{name}={value}` is a QA-LoRA setting; `variant={self.variant!r}` has no such form. "
+                        f"Drop `{name}` or use variant='qa-lora'."
+                    )
+            if self.lora_dropout:
+                raise ValueError(
+                    f"QFAConfig: `lora_dropout` applies to QA-LoRA's adapter input only; `variant={self.variant!r}` "
+                    "changes the weight itself. Set lora_dropout=0."
+                )
         if self.group_size is not None and (not _is_int(self.group_size) or self.group_size <= 0):
             raise ValueError(f"QFAConfig: `group_size` must be a positive int, got {self.group_size!r}.")
         if self.layers_pattern and self.layers_to_transform is None:

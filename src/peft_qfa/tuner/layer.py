@@ -1,10 +1,12 @@
-"""``QFAAdapterLayer``: a supernet layer wrapped with per-bit-width low-rank adapters.
+"""``QFAAdapterLayer``: a supernet layer wrapped with per-bit-width adapters of one variant each.
 
-Per adapter name the layer holds one pair of factors per candidate bit-width of its base layer,
-``qfa_A[name]["b{bits}"]`` and ``qfa_B[name]["b{bits}"]`` (or a single ``"shared"`` pair for the
-shared-adapter ablation). A forward pass uses the pair of the base layer's ``active_bits`` only, so
-the other bit-widths' factors take no part in the graph and get no gradient (``grad is None``):
-the optimizer leaves them, and their moments, untouched.
+Per adapter name the layer holds one set of parameters per candidate bit-width of its base layer,
+e.g. ``qfa_A[name]["b{bits}"]`` and ``qfa_B[name]["b{bits}"]`` for QA-LoRA (or a single ``"shared"``
+pair for the shared-adapter ablation), ``qfa_scales[name]["b{bits}"]`` for PEQA. What they are and
+how the layer computes with them is the adapter's variant (:mod:`peft_qfa.tuner.variants`). A
+forward pass uses the parameters of the base layer's ``active_bits`` only, so the other bit-widths'
+parameters take no part in the graph and get no gradient (``grad is None``): the optimizer leaves
+them, and their moments, untouched.
 
 Saved keys look like ``...q_proj.qfa_A.b3`` (PEFT drops the adapter name), so an adapter saved
 under one name loads under any other.
@@ -12,17 +14,17 @@ under one name loads under any other.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 
 from ..quant import QuantizedWeight
 from ..supernet.layer import BitSelectableLayer
 from .merge import merge_into_quantized
+from .variants import DEFAULT_VARIANT, QFAVariant, get_variant
+from .variants.qa_lora import check_rank, group_sum
 
 SHARED_KEY = "shared"
 
@@ -30,26 +32,6 @@ SHARED_KEY = "shared"
 def bits_key(bits: int) -> str:
     """Key of one bit-width's factors inside an adapter's ``ParameterDict``."""
     return f"b{bits}"
-
-
-def check_rank(
-    r: int, in_features: int, group_size: int, mergeable: bool, layer_name: str | None = None
-) -> None:
-    """Refuse a mergeable adapter whose rank exceeds its number of quantization groups (the columns of A)."""
-    n_groups = in_features // group_size
-    if mergeable and r > n_groups:
-        where = f" for layer `{layer_name}`" if layer_name else ""
-        raise ValueError(
-            f"QFAConfig: r={r} is larger than in_features / group_size = {in_features} / {group_size} = {n_groups}"
-            f"{where}; the mergeable (QA-LoRA) adapter's A has only {n_groups} columns, so its rank cannot exceed "
-            f"{n_groups}. Lower `r` to at most {n_groups}, exclude the layer with `exclude_modules`, or use "
-            "mergeable=False (plain LoRA, which cannot be merged into the integer weights)."
-        )
-
-
-def group_sum(x: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Sum ``x [..., in]`` over consecutive groups of ``group_size`` features: ``[..., in // group_size]``."""
-    return x.unflatten(-1, (x.shape[-1] // group_size, group_size)).sum(-1)
 
 
 class QFAAdapterLayer(nn.Module, BaseTunerLayer):
@@ -61,8 +43,8 @@ class QFAAdapterLayer(nn.Module, BaseTunerLayer):
         **kwargs: the adapter's settings, see [`~QFAAdapterLayer.update_layer`].
     """
 
-    adapter_layer_names = ("qfa_A", "qfa_B")
-    other_param_names = ("r", "lora_alpha", "scaling", "qfa_dropout", "mergeable", "shared_adapters")
+    adapter_layer_names = ("qfa_A", "qfa_B", "qfa_scales", "qfa_offsets")
+    other_param_names = ("r", "lora_alpha", "scaling", "qfa_dropout", "mergeable", "shared_adapters", "variant")
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any):
         super().__init__()
@@ -77,12 +59,15 @@ class QFAAdapterLayer(nn.Module, BaseTunerLayer):
         self.group_size = base_layer.group_size
         self.qfa_A = nn.ModuleDict()
         self.qfa_B = nn.ModuleDict()
+        self.qfa_scales = nn.ModuleDict()
+        self.qfa_offsets = nn.ModuleDict()
         self.qfa_dropout = nn.ModuleDict()
         self.r: dict[str, int] = {}
         self.lora_alpha: dict[str, float] = {}
         self.scaling: dict[str, float] = {}
         self.mergeable: dict[str, bool] = {}
         self.shared_adapters: dict[str, bool] = {}
+        self.variant: dict[str, str] = {}
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
         self._active_adapter = adapter_name
@@ -100,47 +85,39 @@ class QFAAdapterLayer(nn.Module, BaseTunerLayer):
         init_weights: bool = True,
         inference_mode: bool = False,
         layer_name: str | None = None,
+        variant: str = DEFAULT_VARIANT,
     ) -> None:
-        """Add the factors of ``adapter_name``: one ``(A, B)`` pair per candidate bit-width (or one shared pair)."""
-        check_rank(r, self.in_features, self.group_size, mergeable, layer_name)
+        """Add the parameters of ``adapter_name``: one set per candidate bit-width (or one shared set)."""
+        method = get_variant(variant)
+        method.check(self.get_base_layer(), r, mergeable, layer_name)
         base = self.get_base_layer()
         device, dtype = self._get_base_layer_device_and_dtype(base)
-        in_dim = self.in_features // self.group_size if mergeable else self.in_features
         keys = (SHARED_KEY,) if shared_adapters else tuple(bits_key(b) for b in base.candidate_bits)
-        factory = {"device": device, "dtype": dtype}
-        self.qfa_A[adapter_name] = nn.ParameterDict(
-            {key: nn.Parameter(torch.empty(r, in_dim, **factory)) for key in keys}
-        )
-        self.qfa_B[adapter_name] = nn.ParameterDict(
-            {key: nn.Parameter(torch.empty(self.out_features, r, **factory)) for key in keys}
-        )
         self.qfa_dropout[adapter_name] = nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
         self.r[adapter_name] = r
         self.lora_alpha[adapter_name] = lora_alpha
         self.scaling[adapter_name] = lora_alpha / r
         self.mergeable[adapter_name] = mergeable
         self.shared_adapters[adapter_name] = shared_adapters
+        self.variant[adapter_name] = variant
+        for dict_name, params in method.create(self, adapter_name, keys, {"device": device, "dtype": dtype}).items():
+            getattr(self, dict_name)[adapter_name] = params
         self.reset_adapter_parameters(adapter_name, init_weights)
         self.set_adapter(self.active_adapters, inference_mode=inference_mode)
 
+    def variant_of(self, adapter_name: str) -> type[QFAVariant]:
+        """The variant class of ``adapter_name``."""
+        return get_variant(self.variant[adapter_name])
+
     @torch.no_grad()
     def reset_adapter_parameters(self, adapter_name: str, init_weights: bool = True) -> None:
-        """A uniform in ``±1/sqrt(in_features)``; B zero (a fresh adapter is the identity) unless ``init_weights=False``.
-
-        The bound is ``nn.Linear``'s default for ``in_features`` inputs in both forms: a mergeable A acts on
-        group *sums*, i.e. it is the ``[r, in_features]`` matrix that repeats each column ``group_size`` times,
-        so its fan-in is ``in_features``, not ``in_features // group_size``. Both forms start at the same scale.
-        """
-        if any(p.is_meta for p in self.qfa_A[adapter_name].values()):
-            return  # low_cpu_mem_usage: the values come from a checkpoint
-        bound = 1.0 / math.sqrt(self.in_features)
-        for key, A in self.qfa_A[adapter_name].items():
-            nn.init.uniform_(A, -bound, bound)
-            B = self.qfa_B[adapter_name][key]
-            if init_weights:
-                nn.init.zeros_(B)
-            else:
-                nn.init.kaiming_uniform_(B, a=math.sqrt(5))  # nn.Linear's default for B's fan-in r
+        """The variant's initialisation (QA-LoRA: ``B = 0``, so a fresh adapter is the identity), unless the
+        parameters are still on the meta device (``low_cpu_mem_usage``: the values come from a checkpoint)."""
+        dicts = [getattr(self, name) for name in self.adapter_layer_names]
+        params = [p for d in dicts if adapter_name in d for p in d[adapter_name].values()]
+        if any(p.is_meta for p in params):
+            return
+        self.variant_of(adapter_name).reset(self, adapter_name, init_weights)
 
     def _get_base_layer_device_and_dtype(self, base_layer: nn.Module):
         # A supernet layer has no float `weight`; its scales carry the device and the float dtype.
@@ -159,26 +136,26 @@ class QFAAdapterLayer(nn.Module, BaseTunerLayer):
         return self.qfa_A[adapter_name][key], self.qfa_B[adapter_name][key]
 
     # ------------------------------------------------------------------ forward
-    def _adapter_output(self, x: torch.Tensor, adapter_name: str, bits: int) -> torch.Tensor:
-        A, B = self.adapter_factors(adapter_name, bits)
-        x = self._cast_input_dtype(x, A.dtype)
-        x = self.qfa_dropout[adapter_name](x)
-        if self.mergeable[adapter_name]:
-            x = group_sum(x, self.group_size)
-        return F.linear(F.linear(x, A), B) * self.scaling[adapter_name]
-
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if self.disable_adapters:
             if self.merged:
                 self.unmerge()
             return self.base_layer(x, *args, **kwargs)
-        result = self.base_layer(x, *args, **kwargs)
         if self.merged:
-            return result
+            return self.base_layer(x, *args, **kwargs)
         bits = self.get_base_layer().active_bits
-        for name in self.active_adapters:
-            if name in self.qfa_A:
-                result = result + self._adapter_output(x, name, bits).to(result.dtype)
+        names = [name for name in self.active_adapters if name in self.variant]
+        replacing = [name for name in names if not self.variant_of(name).adds_to_base]
+        if replacing:  # the adapter learns the quantizer: its weight replaces the frozen one
+            if len(names) > 1:
+                raise ValueError(
+                    f"QFA adapter '{replacing[0]}' (variant={self.variant[replacing[0]]!r}) replaces the layer's weight, "
+                    f"so it cannot run together with other adapters ({names}); activate one with `set_adapter`."
+                )
+            return self.variant_of(replacing[0]).forward(self, replacing[0], x, bits)
+        result = self.base_layer(x, *args, **kwargs)
+        for name in names:
+            result = result + self.variant_of(name).forward(self, name, x, bits).to(result.dtype)
         return result
 
     # ------------------------------------------------------------------ merging
@@ -190,19 +167,30 @@ class QFAAdapterLayer(nn.Module, BaseTunerLayer):
                 "weights. Train it with mergeable=True to merge it, or serve it unmerged."
             )
 
+    def _require_in_place(self, adapter_name: str) -> None:
+        if not self.variant_of(adapter_name).folds_in_place:
+            raise NotImplementedError(
+                f"QFA adapter '{adapter_name}' (variant={self.variant[adapter_name]!r}) changes the integer codes or "
+                "scales, which the supernet keeps frozen, so it cannot be merged in place; use "
+                "`peft_qfa.materialize(model, subnet)` to deploy it."
+            )
+
     def _adapters_to_fold(self, adapter_name: str | None) -> list[str]:
         if adapter_name is not None:
-            if adapter_name not in self.qfa_A:
+            if adapter_name not in self.variant:
                 raise ValueError(
-                    f"This layer has no QFA adapter '{adapter_name}'; it has {sorted(self.qfa_A)}."
+                    f"This layer has no QFA adapter '{adapter_name}'; it has {sorted(self.variant)}."
                 )
             return [] if adapter_name in self.merged_adapters else [adapter_name]
         if self.disable_adapters:
             return []
-        return [n for n in self.active_adapters if n in self.qfa_A and n not in self.merged_adapters]
+        return [n for n in self.active_adapters if n in self.variant and n not in self.merged_adapters]
 
     def merged_quantized(self, bits: int | None = None, adapter_name: str | None = None) -> QuantizedWeight:
-        """The base integer weight at ``bits`` with adapters folded into its zero points (the layer is unchanged).
+        """The integer weight the layer computes at ``bits``, adapters included, as codes, scales and zeros.
+
+        QA-LoRA folds into the zero points; the variants that learn the quantizer give their re-scaled or
+        re-rounded weight (see each variant's ``deployed``). The layer is unchanged.
 
         Args:
             bits (`int`, *optional*): bit-width to merge at; defaults to the base layer's ``active_bits``.
@@ -215,9 +203,11 @@ class QFAAdapterLayer(nn.Module, BaseTunerLayer):
         base = self.get_base_layer()
         bits = base.active_bits if bits is None else bits
         qweight = base.quantized(bits)
-        for name in self._adapters_to_fold(adapter_name):
-            self._require_mergeable(name)
-            qweight = merge_into_quantized(qweight, *self.adapter_factors(name, bits), self.scaling[name])
+        names = self._adapters_to_fold(adapter_name)
+        if len(names) > 1 and not all(self.variant_of(n).adds_to_base for n in names):
+            raise ValueError(f"Cannot deploy QFA adapters {names} together: one of them replaces the layer's weight.")
+        for name in names:
+            qweight = self.variant_of(name).deployed(self, name, qweight)
         return qweight
 
     @torch.no_grad()
@@ -247,8 +237,9 @@ class QFAAdapterLayer(nn.Module, BaseTunerLayer):
         """
         adapter_names = check_adapters_to_merge(self, adapter_names)
         for name in adapter_names:
-            if name not in self.qfa_A:
+            if name not in self.variant:
                 continue
+            self._require_in_place(name)
             self._require_mergeable(name)
             self._fold(name, 1.0, safe_merge)
             self.merged_adapters.append(name)
@@ -257,11 +248,11 @@ class QFAAdapterLayer(nn.Module, BaseTunerLayer):
         """Take merged adapters out of the zero points again (exact up to float rounding)."""
         while self.merged_adapters:
             name = self.merged_adapters.pop()
-            if name in self.qfa_A:
+            if name in self.variant:
                 self._fold(name, -1.0)
 
     def extra_repr(self) -> str:
-        return f"adapters={sorted(self.qfa_A)}, bits={self.get_base_layer().candidate_bits}"
+        return f"adapters={dict(sorted(self.variant.items()))}, bits={self.get_base_layer().candidate_bits}"
 
     def __repr__(self) -> str:
         return "qfa." + super().__repr__()

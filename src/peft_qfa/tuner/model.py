@@ -18,7 +18,8 @@ from ..supernet.layer import BitSelectableLayer, canonical_layer_name
 from ..supernet.space import Subnet
 from ..supernet.subnet import as_subnet
 from .config import ALL_LINEAR, QFA_PREFIX, QFAConfig
-from .layer import QFAAdapterLayer, check_rank
+from .layer import QFAAdapterLayer
+from .variants import get_variant
 
 
 def _supernet_layer(module: nn.Module) -> BitSelectableLayer | None:
@@ -91,8 +92,9 @@ class QFAModel(BaseTuner):
         peft_config.supernet_fingerprint = check_fingerprint(peft_config.supernet_fingerprint, model) or (
             peft_config.supernet_fingerprint
         )
+        variant = get_variant(peft_config.variant)
         for name, layer in layers.items():
-            check_rank(peft_config.r, layer.in_features, layer.group_size, peft_config.mergeable, name)
+            variant.check(layer, peft_config.r, peft_config.mergeable, name)
 
     @staticmethod
     def _record_supernet_grid(peft_config: QFAConfig, layers: Mapping[str, BitSelectableLayer]) -> None:
@@ -140,6 +142,7 @@ class QFAModel(BaseTuner):
             "init_weights": peft_config.init_weights,
             "inference_mode": peft_config.inference_mode,
             "layer_name": current_key,
+            "variant": peft_config.variant,
         }
         if isinstance(target, QFAAdapterLayer):
             target.update_layer(adapter_name, **settings)
@@ -194,10 +197,10 @@ def merged_quantized_weights(
     }
     if adapter_name is not None:
         # A layer excluded from this adapter keeps its stored weight; a name no layer knows is a mistake.
-        known = sorted({n for layer in adapter_layers.values() for n in layer.qfa_A})
+        known = sorted({n for layer in adapter_layers.values() for n in layer.variant})
         if adapter_name not in known:
             raise ValueError(f"The model has no QFA adapter '{adapter_name}'; its adapters are {known}.")
-        adapter_layers = {n: layer for n, layer in adapter_layers.items() if adapter_name in layer.qfa_A}
+        adapter_layers = {n: layer for n, layer in adapter_layers.items() if adapter_name in layer.variant}
     merged: dict[str, QuantizedWeight] = {}
     for name, module in model.named_modules():
         if not isinstance(module, BitSelectableLayer):
@@ -215,4 +218,25 @@ def merged_quantized_weights(
     return merged
 
 
-__all__ = ["QFAModel", "merged_quantized_weights"]
+def adapter_variants(model: nn.Module, adapter_name: str | None = None) -> dict[str, str]:
+    """``{adapter name: variant}`` of the model's QFA adapters (only ``adapter_name``'s, when given)."""
+    found = {}
+    for module in model.modules():
+        if isinstance(module, QFAAdapterLayer):
+            found.update(module.variant)
+    return found if adapter_name is None else {k: v for k, v in found.items() if k == adapter_name}
+
+
+def trainable_parameters(model: nn.Module, adapter_name: str) -> int:
+    """Parameters ``adapter_name`` trains at one bit-width (summed over its layers, from its variant's cost rule)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, QFAAdapterLayer) and adapter_name in module.variant:
+            base = module.get_base_layer()
+            total += module.variant_of(adapter_name).trainable_parameters(
+                base.in_features, base.out_features, base.group_size, module.r[adapter_name]
+            )
+    return total
+
+
+__all__ = ["QFAModel", "adapter_variants", "merged_quantized_weights", "trainable_parameters"]
