@@ -69,7 +69,7 @@ def test_materialized_subnet_computes_what_the_trained_model_computed(supernet_d
         peft_qfa.set_subnet(model, subnet)
         with torch.no_grad():
             expected = model(input_ids).logits
-        deployed = peft_qfa.materialize(model, subnet)
+        deployed = peft_qfa.materialize(model, subnet, deploy_dtype="float32")  # exact files
         assert all(isinstance(m, QFAPackedLinear) for m in find_bit_layers(deployed).values())
         with torch.no_grad():
             actual = deployed(input_ids).logits
@@ -133,7 +133,7 @@ def test_a_variant_supernet_trains_with_the_sampler_callback_and_is_searchable(s
     model.eval()
     result = search_subnet(model, 3.0, ids.flatten(), strategy="two-stage", n_random=3, n_refine=1, seq_len=16)
     assert result.subnet.avg_bits <= 3.0 + 1e-6
-    deployed = peft_qfa.materialize(model, result.subnet)
+    deployed = peft_qfa.materialize(model, result.subnet, deploy_dtype="float32")
     peft_qfa.set_subnet(model, result.subnet)
     with torch.no_grad():
         assert relative_error(deployed(ids).logits, model(ids).logits) < 1e-5
