@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("checkpoint",),  # saving and loading a supernet folder
     ("search", "train"),  # peers
     ("deploy",),  # materialize, from_pretrained(budget=...), the Hub
+    ("exporters",),  # a materialized subnet as HQQ or GGUF
     ("integrations",),  # transformers' quantizer and the other upstream entry points
     ("entry",),  # CLIs, peft_qfa/__init__.py, the test helpers
 )
