@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -44,7 +45,11 @@ SEQ_LEN = 512
 
 
 def folder_mb(path: Path) -> float:
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "tokenizer" not in p.name]
+    files = (
+        [path]
+        if path.is_file()
+        else [p for p in path.rglob("*") if p.is_file() and "tokenizer" not in p.name]
+    )
     return sum(p.stat().st_size for p in files) / 1e6
 
 
@@ -60,7 +65,9 @@ def stock_hqq_model(folder: Path):
     state = load_file(folder / "model.safetensors")
     for name in sorted({key.rsplit(".", 1)[0] for key in state if key.endswith(".W_q")}):
         layer = HQQLinear(None, None, compute_dtype=torch.float32, device="cpu", initialize=False)
-        layer.load_state_dict({k[len(name) + 1 :]: state.pop(k) for k in list(state) if k.startswith(name + ".")})
+        layer.load_state_dict(
+            {k[len(name) + 1 :]: state.pop(k) for k in list(state) if k.startswith(name + ".")}
+        )
         model.set_submodule(name, layer)
     model.load_state_dict(state, strict=False)
     model.tie_weights()
@@ -107,7 +114,11 @@ def llama_perplexity(path: Path, windows: list[torch.Tensor], threads: int) -> f
 def ours_generate(model, prompt: list[int], new_tokens: int) -> list[int]:
     ids = torch.tensor([prompt])
     out = model.generate(
-        ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
     )
     return out[0, len(prompt) :].tolist()
 
@@ -131,11 +142,15 @@ def timed(generate) -> tuple[float, list[int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--supernet", help="a saved supernet folder; default: the cached GPTQ g64 supernet")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-tokens", type=int, default=4096, help="held-out tokens for perplexity")
-    parser.add_argument("--search-tokens", type=int, default=2048, help="tokens of a training novel the search scores")
+    parser.add_argument(
+        "--search-tokens", type=int, default=2048, help="tokens of a training novel the search scores"
+    )
     parser.add_argument("--kquants", nargs="*", default=["Q3_K_M", "Q2_K"])
     parser.add_argument("--rounds", type=int, default=4, help="timing rounds (A B, then B A, ...)")
     parser.add_argument("--new-tokens", type=int, default=32)
@@ -177,15 +192,33 @@ def main() -> None:
         print(rows[-1], flush=True)
 
         hqq = peft_qfa.export(packed, out / f"{tag}_hqq", format="hqq")
-        rows.append((label, "hqq (transformers + hqq)", folder_mb(hqq), torch_perplexity(stock_hqq_model(hqq), windows)))
+        rows.append(
+            (
+                label,
+                "hqq (transformers + hqq)",
+                folder_mb(hqq),
+                torch_perplexity(stock_hqq_model(hqq), windows),
+            )
+        )
         print(rows[-1], flush=True)
 
         q4_1 = peft_qfa.export(packed, out / f"{tag}_q4_1.gguf", tokenizer=tokenizer, format="gguf")
-        rows.append((label, "gguf Q4_1 (llama.cpp)", folder_mb(q4_1), llama_perplexity(q4_1, windows, args.threads)))
+        rows.append(
+            (label, "gguf Q4_1 (llama.cpp)", folder_mb(q4_1), llama_perplexity(q4_1, windows, args.threads))
+        )
         print(rows[-1], flush=True)
         for kind in args.kquants:
-            path = peft_qfa.export(packed, out / f"{tag}_{kind}.gguf", tokenizer=tokenizer, format="gguf", gguf_type=kind)
-            rows.append((label, f"gguf {kind} (llama.cpp)", folder_mb(path), llama_perplexity(path, windows, args.threads)))
+            path = peft_qfa.export(
+                packed, out / f"{tag}_{kind}.gguf", tokenizer=tokenizer, format="gguf", gguf_type=kind
+            )
+            rows.append(
+                (
+                    label,
+                    f"gguf {kind} (llama.cpp)",
+                    folder_mb(path),
+                    llama_perplexity(path, windows, args.threads),
+                )
+            )
             print(rows[-1], flush=True)
 
         ours = copy.deepcopy(packed).to(torch.bfloat16)  # the bf16 packed model: torch's CPU int4 kernel
@@ -193,8 +226,8 @@ def main() -> None:
         refresh_switches()
         llm = Llama(str(q4_1), n_ctx=256, n_batch=256, n_threads=args.threads, verbose=False)
         configs = {
-            "ours, bf16 int4 kernel": lambda: ours_generate(ours, prompt, args.new_tokens),
-            "llama.cpp, same Q4_1 file": lambda: llama_generate(llm, prompt, args.new_tokens),
+            "ours, bf16 int4 kernel": functools.partial(ours_generate, ours, prompt, args.new_tokens),
+            "llama.cpp, same Q4_1 file": functools.partial(llama_generate, llm, prompt, args.new_tokens),
         }
         for generate in configs.values():
             generate()  # warm-up
@@ -222,7 +255,7 @@ def main() -> None:
     )
     for label, bits in notes.items():
         print(f"bits per block, {label}: {bits}")
-    print(f"\n| subnet | format | size (MB) | held-out ppl |\n|---|---|---:|---:|")
+    print("\n| subnet | format | size (MB) | held-out ppl |\n|---|---|---:|---:|")
     for label, fmt, mb, ppl in rows:
         print(f"| {label} | {fmt} | {mb:.1f} | {ppl:.2f} |")
     print(

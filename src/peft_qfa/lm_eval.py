@@ -23,7 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from lm_eval.__main__ import cli_evaluate
     except ImportError as err:
-        print(f"python -m peft_qfa.lm_eval needs lm-evaluation-harness: {LM_EVAL_INSTALL} ({err})", file=sys.stderr)
+        print(
+            f"python -m peft_qfa.lm_eval needs lm-evaluation-harness: {LM_EVAL_INSTALL} ({err})",
+            file=sys.stderr,
+        )
         return 2
     sys.argv = ["lm_eval", *(sys.argv[1:] if argv is None else argv)]
     cli_evaluate()

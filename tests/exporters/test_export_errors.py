@@ -44,19 +44,30 @@ def test_an_architecture_without_a_gguf_mapping_names_what_is_missing(tmp_path):
     from .conftest import materialized_model
 
     def tiny_mistral(seed=0, **overrides):
-        dims = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, vocab_size=256)
+        dims = dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=256,
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return MistralForCausalLM(MistralConfig(**{**dims, **overrides})).eval()
 
     model = materialized_model(tiny_mistral, tmp_path)
-    with pytest.raises(NotImplementedError, match=r"model_type 'mistral' has no GGUF mapping; supported: \['llama', 'qwen2'\].*ARCHITECTURES"):
+    with pytest.raises(
+        NotImplementedError,
+        match=r"model_type 'mistral' has no GGUF mapping; supported: \['llama', 'qwen2'\].*ARCHITECTURES",
+    ):
         peft_qfa.export(model, tmp_path / "m.gguf", format="gguf")
     assert not (tmp_path / "m.gguf").exists()
 
 
 def test_the_cli_exports_a_materialized_folder(materialized_dirs, tmp_path, capsys):
-    assert main(["export", str(materialized_dirs["qwen2"]), str(tmp_path / "m.gguf"), "--format", "gguf"]) == 0
+    assert (
+        main(["export", str(materialized_dirs["qwen2"]), str(tmp_path / "m.gguf"), "--format", "gguf"]) == 0
+    )
     assert (tmp_path / "m.gguf").is_file()
     assert main(["export", str(materialized_dirs["qwen2"]), str(tmp_path / "hqq"), "--format", "hqq"]) == 0
     assert (tmp_path / "hqq" / "model.safetensors").is_file()

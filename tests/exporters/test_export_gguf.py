@@ -11,17 +11,23 @@ from peft_qfa.exporters.gguf import rope_rows
 from peft_qfa.exporters.gguf_q4_1 import q4_1_line
 from peft_qfa.exporters.source import PackedTensors, packed_layers
 
-gguf = pytest.importorskip("gguf", reason="the GGUF export needs the gguf package (pip install 'peft-qfa[export]')")
+gguf = pytest.importorskip(
+    "gguf", reason="the GGUF export needs the gguf package (pip install 'peft-qfa[export]')"
+)
 
 HEADS = {"q_proj": "num_attention_heads", "k_proj": "num_key_value_heads"}
 
 
 def read_back(path) -> dict[str, np.ndarray]:
     reader = gguf.GGUFReader(path)
-    return {t.name: (gguf.quants.dequantize(t.data, t.tensor_type), t.tensor_type.name) for t in reader.tensors}
+    return {
+        t.name: (gguf.quants.dequantize(t.data, t.tensor_type), t.tensor_type.name) for t in reader.tensors
+    }
 
 
-def _expected_packed(model, name: str, packed: PackedTensors, permute: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _expected_packed(
+    model, name: str, packed: PackedTensors, permute: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(d16 * q + m16 exactly, our float weight), rows in llama.cpp's order."""
     d, m = q4_1_line(packed)
     groups = packed.codes.float().unflatten(1, (-1, packed.group_size))
@@ -59,7 +65,9 @@ def test_gguf_read_back_equals_our_weights_within_fp16(materialized, tmp_path, f
             continue
         got, kind = tensors.pop(names.get_name(key, (".weight", ".bias")))
         assert kind == ("F16" if tensor.dim() == 2 else "F32")
-        np.testing.assert_array_equal(got, tensor.to(torch.float16 if tensor.dim() == 2 else torch.float32).float().numpy())
+        np.testing.assert_array_equal(
+            got, tensor.to(torch.float16 if tensor.dim() == 2 else torch.float32).float().numpy()
+        )
     assert not tensors, f"tensors the model does not have: {sorted(tensors)}"
 
 
@@ -72,7 +80,9 @@ def test_rope_rows_turn_rotate_half_into_interleaved_pairs():
     half = q.view(heads, 2, head_dim // 2)  # transformers: dim i pairs with i + d/2
     hf = torch.stack([half[:, 0] * cos - half[:, 1] * sin, half[:, 1] * cos + half[:, 0] * sin], 1).flatten()
     pairs = q[rope_rows(heads, q.numel())].view(heads, head_dim // 2, 2)  # llama.cpp: dims 2i and 2i+1
-    cpp = torch.stack([pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 1] * cos + pairs[..., 0] * sin], -1)
+    cpp = torch.stack(
+        [pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 1] * cos + pairs[..., 0] * sin], -1
+    )
     torch.testing.assert_close(cpp.flatten(), hf[rope_rows(heads, q.numel())])
 
 
@@ -86,7 +96,9 @@ def test_gguf_metadata_and_tokenizer(materialized, tmp_path):
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(vocab_size=60, special_tokens=special)  # seen bytes only: fits 256 rows
     backend.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 20, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>"
+    )
     tokenizer.chat_template = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
 
     model = materialized("llama")

@@ -12,7 +12,9 @@ import torch
 
 import peft_qfa
 
-pytest.importorskip("hqq", reason="the HQQ export test needs the hqq package (pip install 'peft-qfa[export]')")
+pytest.importorskip(
+    "hqq", reason="the HQQ export test needs the hqq package (pip install 'peft-qfa[export]')"
+)
 
 PROMPT = torch.arange(3, 19)[None]
 NEW_TOKENS = 32
@@ -56,7 +58,10 @@ def test_hqq_export_loads_without_peft_qfa_and_matches(materialized, materialize
         expected_tokens = model.generate(PROMPT, max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0)
 
     out = tmp_path / "stock.pt"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}  # a clean environment; the script asserts it never imported peft_qfa
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": "",
+    }  # a clean environment; the script asserts it never imported peft_qfa
     result = subprocess.run(
         [sys.executable, "-c", STOCK_LOAD, str(folder), str(out)], capture_output=True, text=True, env=env
     )

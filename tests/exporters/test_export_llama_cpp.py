@@ -11,7 +11,8 @@ from peft_qfa import QFAQuantizationConfig
 
 pytestmark = pytest.mark.slow
 llama_cpp = pytest.importorskip(
-    "llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python; it compiles llama.cpp)"
+    "llama_cpp",
+    reason="llama-cpp-python is not installed (pip install llama-cpp-python; it compiles llama.cpp)",
 )
 
 NEW_TOKENS = 16
@@ -35,7 +36,9 @@ def test_smollm2_gguf_export_runs_in_llama_cpp_with_our_greedy_tokens(tmp_path):
     path = smollm2_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     supernet = AutoModelForCausalLM.from_pretrained(
-        path, quantization_config=QFAQuantizationConfig(bits=(3, 4), group_size=64, method="rtn"), dtype=torch.float32
+        path,
+        quantization_config=QFAQuantizationConfig(bits=(3, 4), group_size=64, method="rtn"),
+        dtype=torch.float32,
     )
     space = peft_qfa.search_space(supernet)
     subnet = {group: 3 if i % 5 == 4 else 4 for i, group in enumerate(space.uniform(4))}  # mixed 3/4 bits
@@ -46,12 +49,17 @@ def test_smollm2_gguf_export_runs_in_llama_cpp_with_our_greedy_tokens(tmp_path):
     text = austen_texts()[1][:600]
     prompt = tokenizer(text, add_special_tokens=False)["input_ids"][:48]
     with torch.no_grad():
-        ours = packed.generate(torch.tensor([prompt]), max_new_tokens=NEW_TOKENS, do_sample=False)[0, len(prompt) :]
+        ours = packed.generate(torch.tensor([prompt]), max_new_tokens=NEW_TOKENS, do_sample=False)[
+            0, len(prompt) :
+        ]
 
     llm = llama_cpp.Llama(str(gguf_file), n_ctx=256, n_threads=2, verbose=False)
     try:
         # the tokenizer travelled: llama.cpp cuts the text as transformers does, and knows the chat template
-        assert llm.tokenize(text.encode(), add_bos=False, special=True) == tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert (
+            llm.tokenize(text.encode(), add_bos=False, special=True)
+            == tokenizer(text, add_special_tokens=False)["input_ids"]
+        )
         assert llm.metadata["tokenizer.chat_template"] == tokenizer.chat_template
         theirs = llama_greedy(llm, prompt, NEW_TOKENS)
     finally:

@@ -74,13 +74,17 @@ def export(
     if format == "gguf" and gguf_type not in gguf_types():
         raise ValueError(f"export: gguf_type must be one of {gguf_types()}, got {gguf_type!r}.")
     if format == "gguf" and Path(output).suffix != ".gguf":
-        raise ValueError(f"export: a GGUF export is one file; give an output path ending in .gguf, got `{output}`.")
+        raise ValueError(
+            f"export: a GGUF export is one file; give an output path ending in .gguf, got `{output}`."
+        )
     if isinstance(model, (str, os.PathLike)):
         if tokenizer is None:
             tokenizer = _tokenizer_beside(model)
         model = load_materialized(model)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"export: model must be a materialized model or its folder, got {type(model).__name__}.")
+        raise TypeError(
+            f"export: model must be a materialized model or its folder, got {type(model).__name__}."
+        )
     model = unwrap_model(model)
     packed_layers(model)  # refuses a supernet or a plain model before anything is written
     if format == "native":

@@ -28,11 +28,15 @@ GGUF_TYPES_HELP = "Q4_1 (default, exact), F16 (dequantized), or a lossy llama.cp
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     deploy_cli.add_arguments(parser, choice_required=False)
     parser.add_argument(
-        "--format", choices=FORMATS, default="native",
+        "--format",
+        choices=FORMATS,
+        default="native",
         help="native: our folder (load after `import peft_qfa`); hqq: transformers' HQQ layout; gguf: one llama.cpp file.",
     )
     parser.add_argument("--gguf-type", default="Q4_1", help=GGUF_TYPES_HELP)
-    parser.add_argument("--gguf-pre", default=None, help="llama.cpp pre-tokenizer name (guessed for SmolLM2 and Qwen2).")
+    parser.add_argument(
+        "--gguf-pre", default=None, help="llama.cpp pre-tokenizer name (guessed for SmolLM2 and Qwen2)."
+    )
 
 
 def is_materialized_folder(path: str) -> bool:
@@ -58,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
                 f"`{args.supernet}` is already a materialized subnet; drop --budget/--subnet (they choose a subnet of a supernet)."
             )
         if args.format == "native":
-            raise ValueError(f"`{args.supernet}` is already a native folder; give --format hqq or --format gguf.")
+            raise ValueError(
+                f"`{args.supernet}` is already a native folder; give --format hqq or --format gguf."
+            )
         model, tokenizer = load_materialized(args.supernet), source_tokenizer(args)
     else:
         if args.budget is None and args.subnet is None:
@@ -67,8 +73,13 @@ def run(args: argparse.Namespace) -> int:
             return deploy_cli.run(args)
         model, tokenizer = deploy_cli.materialized_model(args)
     written = export(
-        model, args.output, args.format, tokenizer=tokenizer, gguf_type=args.gguf_type,
-        tokenizer_pre=args.gguf_pre, progress=True,
+        model,
+        args.output,
+        args.format,
+        tokenizer=tokenizer,
+        gguf_type=args.gguf_type,
+        tokenizer_pre=args.gguf_pre,
+        progress=True,
     )
     bits = sorted(set(model.config.quantization_config.layer_bits.values()))
     kind = f"{args.format} ({args.gguf_type})" if args.format == "gguf" else args.format

@@ -37,7 +37,9 @@ class GgufArch:
     """How one transformers ``model_type`` maps onto a llama.cpp architecture."""
 
     name: str  # gguf.MODEL_ARCH member name
-    permute_qk: bool  # llama.cpp's "llama" rope pairs dimensions (2i, 2i+1); transformers' rotate-half does not
+    permute_qk: (
+        bool  # llama.cpp's "llama" rope pairs dimensions (2i, 2i+1); transformers' rotate-half does not
+    )
 
 
 ARCHITECTURES: dict[str, GgufArch] = {
@@ -165,7 +167,10 @@ def gguf_tensors(model: nn.Module, gguf_type: str = "Q4_1") -> dict[str, tuple[n
     arch = gguf_arch(config)
     names = _Names(gguf, arch, config)
     layers = packed_layers(model)
-    heads = {"q_proj": config.num_attention_heads, "k_proj": getattr(config, "num_key_value_heads", None) or config.num_attention_heads}
+    heads = {
+        "q_proj": config.num_attention_heads,
+        "k_proj": getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+    }
     out: dict[str, tuple[np.ndarray, Any]] = {}
     for module_name, layer in layers.items():
         packed = PackedTensors.of(layer)
@@ -208,7 +213,9 @@ def write_gguf(
     writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[getattr(gguf.MODEL_ARCH, arch.name)])
     try:
         writer.add_type(gguf.GGUFType.MODEL)
-        writer.add_name(Path(getattr(config, "_name_or_path", "") or "peft-qfa subnet").name or "peft-qfa subnet")
+        writer.add_name(
+            Path(getattr(config, "_name_or_path", "") or "peft-qfa subnet").name or "peft-qfa subnet"
+        )
         file_type = gguf.LlamaFileType.MOSTLY_Q4_1 if gguf_type == "Q4_1" else gguf.LlamaFileType.MOSTLY_F16
         _add_hparams(writer, config, gguf, file_type)
         if tokenizer is not None:

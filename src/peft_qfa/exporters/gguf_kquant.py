@@ -44,7 +44,9 @@ def _require_llama_cpp():
     return llama_cpp
 
 
-def write_kquant(model: nn.Module, path: str | os.PathLike, gguf_type: str, tokenizer: Any = None, **kwargs: Any) -> Path:
+def write_kquant(
+    model: nn.Module, path: str | os.PathLike, gguf_type: str, tokenizer: Any = None, **kwargs: Any
+) -> Path:
     """Write ``model`` as a ``gguf_type`` K-quant GGUF file at ``path``; returns the path."""
     if gguf_type not in KQUANT_TYPES:
         raise ValueError(f"write_kquant: gguf_type must be one of {sorted(KQUANT_TYPES)}, got {gguf_type!r}.")
@@ -60,7 +62,9 @@ def write_kquant(model: nn.Module, path: str | os.PathLike, gguf_type: str, toke
         status = llama_cpp.llama_model_quantize(str(exact).encode(), str(partial).encode(), params)
     if status != 0:
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"export: llama.cpp's quantizer failed ({status}) writing {gguf_type} to {target}.")
+        raise RuntimeError(
+            f"export: llama.cpp's quantizer failed ({status}) writing {gguf_type} to {target}."
+        )
     os.replace(partial, target)
     return target
 

@@ -50,7 +50,9 @@ def q4_1_blocks(packed: PackedTensors) -> np.ndarray:
     m = m.repeat_interleave(blocks_per_group, dim=1)
     codes = packed.codes.to(torch.uint8).reshape(out_features, -1, 2, BLOCK // 2)
     nibbles = codes[:, :, 0] | (codes[:, :, 1] << 4)  # low nibble: codes 0-15, high nibble: codes 16-31
-    header = torch.stack([d, m], dim=-1).contiguous().view(torch.uint8)  # [out, in / 32, 4]: d then m, little-endian
+    header = (
+        torch.stack([d, m], dim=-1).contiguous().view(torch.uint8)
+    )  # [out, in / 32, 4]: d then m, little-endian
     return torch.cat([header, nibbles], dim=-1).reshape(out_features, -1).numpy()
 
 

@@ -35,7 +35,9 @@ def _require_hqq():
     try:
         from hqq.core import quantize
     except ImportError as err:
-        raise ImportError(f"export(format='hqq') writes hqq's own layer state and needs the hqq package: {HQQ_INSTALL}") from err
+        raise ImportError(
+            f"export(format='hqq') writes hqq's own layer state and needs the hqq package: {HQQ_INSTALL}"
+        ) from err
     return quantize
 
 
@@ -47,7 +49,9 @@ def hqq_quant_config(bits: int, group_size: int) -> dict[str, Any]:
     return config
 
 
-def hqq_layer_state(packed: PackedTensors, compute_dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def hqq_layer_state(
+    packed: PackedTensors, compute_dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
     """The encoded ``HQQLinear.state_dict()`` of one layer: what transformers' HQQ serialization stores."""
     quantize = _require_hqq()
     out_features, in_features = packed.codes.shape
@@ -78,7 +82,9 @@ def hqq_layer_state(packed: PackedTensors, compute_dtype: torch.dtype = torch.fl
 
 def _linear_tag(name: str) -> str:
     """transformers' HQQ key of a layer: ``model.layers.3.self_attn.q_proj`` -> ``self_attn.q_proj``."""
-    return ".".join(part for part in name.split(".") if part not in ("model", "layers") and not part.isnumeric())
+    return ".".join(
+        part for part in name.split(".") if part not in ("model", "layers") and not part.isnumeric()
+    )
 
 
 def hqq_config_dict(layers: dict[str, PackedTensors], skip_modules: list[str]) -> dict[str, Any]:
@@ -86,7 +92,9 @@ def hqq_config_dict(layers: dict[str, PackedTensors], skip_modules: list[str]) -
     by_tag: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for name, packed in layers.items():
         by_tag[_linear_tag(name)][(packed.bits, packed.group_size)] += 1
-    quant_config = {tag: hqq_quant_config(*counts.most_common(1)[0][0]) for tag, counts in sorted(by_tag.items())}
+    quant_config = {
+        tag: hqq_quant_config(*counts.most_common(1)[0][0]) for tag, counts in sorted(by_tag.items())
+    }
     return {"quant_method": "hqq", "quant_config": quant_config, "skip_modules": skip_modules}
 
 
@@ -117,7 +125,9 @@ def write_hqq(model: nn.Module, folder: str | os.PathLike, tokenizer: Any = None
     for name, packed in layers.items():
         tensors.update({f"{name}.{key}": value for key, value in hqq_layer_state(packed).items()})
     config = base.config.to_dict()
-    skip = sorted({_linear_tag(n) for n, m in base.named_modules() if isinstance(m, nn.Linear) and n not in layers})
+    skip = sorted(
+        {_linear_tag(n) for n, m in base.named_modules() if isinstance(m, nn.Linear) and n not in layers}
+    )
     config["quantization_config"] = hqq_config_dict(layers, skip or ["lm_head"])
     with atomic_folder(folder, "OUTPUT") as staging:
         save_file(tensors, staging / WEIGHTS_NAME, metadata={"format": "pt"})

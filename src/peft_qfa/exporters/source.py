@@ -35,7 +35,14 @@ class PackedTensors:
     def of(cls, layer: QFAPackedLinear) -> PackedTensors:
         qweight = layer.quantized()
         bias = None if layer.bias is None else layer.bias.detach()
-        return cls(qweight.codes(), qweight.scales.detach(), qweight.zeros.detach(), bias, layer.bits, layer.group_size)
+        return cls(
+            qweight.codes(),
+            qweight.scales.detach(),
+            qweight.zeros.detach(),
+            bias,
+            layer.bits,
+            layer.group_size,
+        )
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight, computed as our own layers do (the reference an export is compared to)."""
