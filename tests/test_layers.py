@@ -105,9 +105,7 @@ def violations(root: Path = SRC) -> list[str]:
             if target_unit == source:
                 continue
             if RANK[target_unit] > RANK[source]:
-                out.append(
-                    f"{path.relative_to(root.parent)}:{line}: {source} imports {target} ({target_unit}, a higher layer)"
-                )
+                out.append(f"{path.relative_to(root.parent)}:{line}: {source} imports {target} ({target_unit}, a higher layer)")
             elif RANK[target_unit] == RANK[source]:
                 out.append(f"{path.relative_to(root.parent)}:{line}: {source} imports its peer {target}")
     return out
@@ -135,16 +133,10 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
 @pytest.mark.parametrize(
     "files, expected",
     [
-        (
-            {"supernet/quantizer.py": "def f():\n    from ..deploy.loading import x\n"},
-            "supernet imports peft_qfa.deploy.loading",
-        ),
+        ({"supernet/quantizer.py": "def f():\n    from ..deploy.loading import x\n"}, "supernet imports peft_qfa.deploy.loading"),
         ({"quant/grid.py": "import peft_qfa.supernet.layer\n"}, "quant imports peft_qfa.supernet.layer"),
         ({"train/cli_recipe.py": "from ..search import budget\n"}, "train imports its peer peft_qfa.search"),
-        (
-            {"deploy/loading.py": "from peft_qfa import integrations\n"},
-            "deploy imports peft_qfa.integrations",
-        ),
+        ({"deploy/loading.py": "from peft_qfa import integrations\n"}, "deploy imports peft_qfa.integrations"),
         ({"tuner/model.py": "from .. import cli\n"}, "tuner imports peft_qfa.cli (entry"),
     ],
 )
