@@ -130,3 +130,19 @@ def test_gguf_f16_type_stores_the_dequantized_weights(materialized, tmp_path):
     assert kind == "F16"
     ours = PackedTensors.of(model.get_submodule("model.layers.1.mlp.down_proj")).dequantize()
     np.testing.assert_array_equal(got, ours.half().float().numpy())
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_transformers_own_gguf_reader_loads_the_export_with_our_logits(materialized, tmp_path, family):
+    """A second, independent reader (transformers' GGUF loader, which undoes llama.cpp's q/k row order itself)
+    rebuilds the model from the file: names, hyperparameters and row order all have to be right."""
+    from transformers import AutoModelForCausalLM
+
+    model = materialized(family)
+    path = peft_qfa.export(model, tmp_path / "model.gguf", format="gguf")
+    reread = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32).eval()
+    ids = torch.arange(3, 35)[None]
+    with torch.no_grad():
+        ours, theirs = model(ids).logits, reread(ids).logits
+    # fp16 embeddings and fp16 d/m: logits of size ~0.6 move by ~1e-3 at most, a wrong row order by ~0.5
+    torch.testing.assert_close(theirs, ours, rtol=0, atol=2e-3)
