@@ -5,7 +5,8 @@ For a uniform 3-bit subnet and a searched 2.5-bit subnet of a QFA supernet this 
 * the native folder (``save_pretrained``; loads after ``import peft_qfa``);
 * the HQQ folder (``peft_qfa.export(..., format="hqq")``), read back by the stock loader of docs/export.md
   (transformers + hqq, no peft_qfa), evaluated in float32;
-* the GGUF file with every quantized layer as exact Q4_1 blocks, evaluated in llama.cpp;
+* the GGUF file with every quantized layer as exact Q4_1 blocks, evaluated in llama.cpp and, as a second
+  reader, rebuilt by transformers' own GGUF loader;
 * GGUF K-quants requantized by llama.cpp (``--kquants``), evaluated in llama.cpp;
 
 and scores each on the same windows of held-out text (persuasion.txt). Then it times greedy decoding at
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -42,6 +44,7 @@ from peft_qfa.testing import austen_texts, smollm2_path
 from peft_qfa.windows import cut_windows
 
 SEQ_LEN = 512
+HAVE_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 
 
 def folder_mb(path: Path) -> float:
