@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import importlib.util
 import json
 import math
 import os
@@ -44,7 +43,6 @@ from peft_qfa.testing import austen_texts, smollm2_path
 from peft_qfa.windows import cut_windows
 
 SEQ_LEN = 512
-HAVE_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 
 
 def folder_mb(path: Path) -> float:
@@ -159,7 +157,16 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--out", default="benchmarks/out/exports")
-    parser.add_argument("--search-only", action="store_true", help="run (and keep) the 2.5-bit search, then stop")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["torch", "llama"],
+        default=["torch", "llama"],
+        help="torch: native, hqq and transformers' GGUF reader; llama: llama.cpp perplexity, K-quants and speed",
+    )
+    parser.add_argument(
+        "--search-only", action="store_true", help="run (and keep) the 2.5-bit search, then stop"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -196,24 +203,24 @@ def main() -> None:
         packed = peft_qfa.materialize(supernet, subnet).eval()
         bits = "".join(str(subnet[g]) for g in sorted(subnet, key=lambda g: int(g.rsplit(".", 1)[-1])))
         notes[label] = bits
-        native = out / f"{tag}_native"
-        peft_qfa.export(packed, native, format="native")
-        ppl = torch_perplexity(packed, windows)
-        rows.append((label, "native (peft_qfa)", folder_mb(native), ppl))
-        print(rows[-1], flush=True)
-
-        hqq = peft_qfa.export(packed, out / f"{tag}_hqq", format="hqq")
-        rows.append(
-            (
-                label,
-                "hqq (transformers + hqq)",
-                folder_mb(hqq),
-                torch_perplexity(stock_hqq_model(hqq), windows),
-            )
-        )
-        print(rows[-1], flush=True)
-
         q4_1 = peft_qfa.export(packed, out / f"{tag}_q4_1.gguf", tokenizer=tokenizer, format="gguf")
+        if "torch" in args.parts:
+            native = peft_qfa.export(packed, out / f"{tag}_native", format="native")
+            rows.append((label, "native (peft_qfa)", folder_mb(native), torch_perplexity(packed, windows)))
+            print(rows[-1], flush=True)
+            hqq = peft_qfa.export(packed, out / f"{tag}_hqq", format="hqq")
+            hqq_ppl = torch_perplexity(stock_hqq_model(hqq), windows)
+            rows.append((label, "hqq (transformers + hqq)", folder_mb(hqq), hqq_ppl))
+            print(rows[-1], flush=True)
+            reread = AutoModelForCausalLM.from_pretrained(
+                q4_1.parent, gguf_file=q4_1.name, dtype=torch.float32
+            )
+            gguf_ppl = torch_perplexity(reread.eval(), windows)
+            rows.append((label, "gguf Q4_1 (transformers' GGUF reader)", folder_mb(q4_1), gguf_ppl))
+            print(rows[-1], flush=True)
+            del reread
+        if "llama" not in args.parts:
+            continue
         rows.append(
             (label, "gguf Q4_1 (llama.cpp)", folder_mb(q4_1), llama_perplexity(q4_1, windows, args.threads))
         )
@@ -277,7 +284,9 @@ def main() -> None:
     )
     for label, name, low, mid, high, agree in speeds:
         print(f"| {label} | {name} | {low:.2f} | {mid:.2f} | {high:.2f} | {agree}/{args.new_tokens} |")
-    (out / "exports.json").write_text(json.dumps({"rows": rows, "speeds": speeds, "bits": notes}, indent=2))
+    (out / f"exports_{'_'.join(args.parts)}.json").write_text(
+        json.dumps({"rows": rows, "speeds": speeds, "bits": notes}, indent=2)
+    )
 
 
 if __name__ == "__main__":
