@@ -93,3 +93,29 @@ def test_cli_supernet_without_a_choice_is_refused(tmp_path, capsys):
     tiny_llama().save_pretrained(tmp_path / "fp")
     assert main(["export", str(tmp_path / "fp"), str(tmp_path / "out"), "--format", "hqq"]) == 2
     assert "one of --budget or --subnet is required" in capsys.readouterr().err
+
+
+def test_the_cli_materializes_a_supernet_subnet_straight_into_gguf(tmp_path, capsys):
+    from peft_qfa.testing import char_tokenizer
+
+    tiny_llama().save_pretrained(tmp_path / "fp")
+    supernet = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "fp", quantization_config=peft_qfa.QFAQuantizationConfig(group_size=32, method="rtn")
+    )
+    supernet.save_pretrained(tmp_path / "supernet")
+    char_tokenizer().save_pretrained(tmp_path / "supernet")
+    subnet = '{"model.layers.0": 2, "model.layers.1": 4}'
+    argv = [
+        "export",
+        str(tmp_path / "supernet"),
+        str(tmp_path / "m.gguf"),
+        "--subnet",
+        subnet,
+        "--format",
+        "gguf",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "the GGUF file carries no tokenizer: only byte-level BPE" in out  # the character tokenizer
+    assert "bit-widths [2, 4] as gguf (Q4_1)" in out
+    assert (tmp_path / "m.gguf").is_file() and not (tmp_path / "supernet" / "m.gguf").exists()

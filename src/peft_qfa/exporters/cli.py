@@ -72,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "native":
             return deploy_cli.run(args)
         model, tokenizer = deploy_cli.materialized_model(args)
+    if args.format == "gguf" and tokenizer is not None:
+        from .gguf_tokenizer import unsupported_reason
+
+        reason = unsupported_reason(tokenizer)
+        if reason is not None:
+            print(f"peft-qfa export: the GGUF file carries no tokenizer: {reason}.")
+            tokenizer = None
     written = export(
         model,
         args.output,

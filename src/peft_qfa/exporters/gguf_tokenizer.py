@@ -31,27 +31,29 @@ def pre_tokenizer_name(model_type: str, vocab_size: int) -> str:
     return "default"
 
 
-def _backend_json(tokenizer: Any) -> dict:
+def unsupported_reason(tokenizer: Any) -> str | None:
+    """Why ``tokenizer`` cannot be written into a GGUF file, or ``None`` when it can."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise NotImplementedError(
-            f"export(format='gguf'): {type(tokenizer).__name__} is not a fast (tokenizers) tokenizer; GGUF export "
-            "reads the tokenizer.json of a byte-level BPE tokenizer. Pass tokenizer=None to write the weights only."
+        return f"{type(tokenizer).__name__} is not a fast (tokenizers) tokenizer"
+    data = json.loads(backend.to_str())
+    kind, decoder = (data.get("model") or {}).get("type"), (data.get("decoder") or {}).get("type")
+    if kind != "BPE" or decoder != "ByteLevel":
+        return (
+            f"only byte-level BPE tokenizers (GPT-2 style, llama.cpp's 'gpt2' model) are written; this one is "
+            f"{kind!r} with decoder {decoder!r}"
         )
-    return json.loads(backend.to_str())
+    return None
 
 
 def add_tokenizer(writer: Any, tokenizer: Any, n_vocab: int, pre: str) -> None:
     """Write ``tokenizer`` into ``writer`` (a ``gguf.GGUFWriter``), padded to the model's ``n_vocab`` rows."""
     import gguf
 
-    data = _backend_json(tokenizer)
-    model = data.get("model", {})
-    if model.get("type") != "BPE" or (data.get("decoder") or {}).get("type") != "ByteLevel":
+    reason = unsupported_reason(tokenizer)
+    if reason is not None:
         raise NotImplementedError(
-            f"export(format='gguf'): only byte-level BPE tokenizers (GPT-2 style, llama.cpp's 'gpt2' model) are "
-            f"written; this one is {model.get('type')!r} with decoder {(data.get('decoder') or {}).get('type')!r}. "
-            "Pass tokenizer=None to write the weights only."
+            f"export(format='gguf'): {reason}. Pass tokenizer=None to write the weights only."
         )
     by_id = {index: text for text, index in tokenizer.get_vocab().items()}
     if max(by_id) >= n_vocab:
@@ -81,4 +83,4 @@ def add_tokenizer(writer: Any, tokenizer: Any, n_vocab: int, pre: str) -> None:
     special.add_to_gguf(writer, quiet=True)
 
 
-__all__ = ["add_tokenizer", "pre_tokenizer_name"]
+__all__ = ["add_tokenizer", "pre_tokenizer_name", "unsupported_reason"]
