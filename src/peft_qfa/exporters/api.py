@@ -7,6 +7,7 @@ layers (:mod:`.source`). The input is a materialized model in memory or a folder
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,13 +29,22 @@ def gguf_types() -> tuple[str, ...]:
     return (*EXACT_TYPES, *KQUANT_TYPES)
 
 
-def _tokenizer_beside(folder: str | os.PathLike) -> Any:
+def _tokenizer_beside(folder: str | os.PathLike, gguf: bool) -> Any:
+    """The tokenizer saved with the model, if any; for GGUF only one the file can hold (else a warning)."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError):
         return None
+    if gguf:
+        from .gguf_tokenizer import unsupported_reason
+
+        reason = unsupported_reason(tokenizer)
+        if reason is not None:
+            warnings.warn(f"export: the GGUF file carries no tokenizer: {reason}.", stacklevel=3)
+            return None
+    return tokenizer
 
 
 def export(
@@ -79,7 +89,7 @@ def export(
         )
     if isinstance(model, (str, os.PathLike)):
         if tokenizer is None:
-            tokenizer = _tokenizer_beside(model)
+            tokenizer = _tokenizer_beside(model, gguf=format == "gguf")
         model = load_materialized(model)
     if not isinstance(model, nn.Module):
         raise TypeError(
