@@ -10,6 +10,7 @@ result is smaller than ``Q4_1`` but no longer our subnet's weights: measure its 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import tempfile
 from pathlib import Path
@@ -59,7 +60,7 @@ def write_kquant(
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = getattr(llama_cpp, KQUANT_TYPES[gguf_type])
         params.allow_requantize = True
-        status = llama_cpp.llama_model_quantize(str(exact).encode(), str(partial).encode(), params)
+        status = llama_cpp.llama_model_quantize(str(exact).encode(), str(partial).encode(), ctypes.byref(params))
     if status != 0:
         partial.unlink(missing_ok=True)
         raise RuntimeError(
