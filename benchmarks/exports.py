@@ -125,14 +125,12 @@ def ours_generate(model, prompt: list[int], new_tokens: int) -> list[int]:
 
 
 def llama_generate(llm, prompt: list[int], new_tokens: int) -> list[int]:
-    """Greedy tokens from llama.cpp: the argmax of the last logits after each evaluated token."""
-    llm.reset()
-    llm.eval(prompt)
+    """Greedy tokens from llama.cpp's own sampler (``temp=0`` is greedy), ``new_tokens`` of them."""
     tokens = []
-    for _ in range(new_tokens):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        tokens.append(token)
-        llm.eval([token])
+    for token in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+        tokens.append(int(token))
+        if len(tokens) == new_tokens:
+            break
     return tokens
 
 
@@ -140,6 +138,26 @@ def timed(generate) -> tuple[float, list[int]]:
     began = time.perf_counter()
     tokens = generate()
     return time.perf_counter() - began, tokens
+
+
+def llama_rows(packed, label, tag, q4_1, windows, tokenizer, out: Path, args) -> list[tuple]:
+    """llama.cpp's perplexity on the exact Q4_1 file and on each K-quant of the subnet."""
+    rows = [(label, "gguf Q4_1 (llama.cpp)", folder_mb(q4_1), llama_perplexity(q4_1, windows, args.threads))]
+    print(rows[-1], flush=True)
+    for kind in args.kquants:
+        path = peft_qfa.export(
+            packed, out / f"{tag}_{kind}.gguf", tokenizer=tokenizer, format="gguf", gguf_type=kind
+        )
+        rows.append(
+            (
+                label,
+                f"gguf {kind} (llama.cpp)",
+                folder_mb(path),
+                llama_perplexity(path, windows, args.threads),
+            )
+        )
+        print(rows[-1], flush=True)
+    return rows
 
 
 def main() -> None:
@@ -160,9 +178,9 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         nargs="+",
-        choices=["torch", "llama"],
-        default=["torch", "llama"],
-        help="torch: native, hqq and transformers' GGUF reader; llama: llama.cpp perplexity, K-quants and speed",
+        choices=["torch", "llama", "speed"],
+        default=["torch", "llama", "speed"],
+        help="torch: native, hqq, transformers' GGUF reader; llama: llama.cpp perplexity, K-quants; speed: decoding",
     )
     parser.add_argument(
         "--search-only", action="store_true", help="run (and keep) the 2.5-bit search, then stop"
@@ -219,26 +237,10 @@ def main() -> None:
             rows.append((label, "gguf Q4_1 (transformers' GGUF reader)", folder_mb(q4_1), gguf_ppl))
             print(rows[-1], flush=True)
             del reread
-        if "llama" not in args.parts:
+        if "llama" in args.parts:
+            rows += llama_rows(packed, label, tag, q4_1, windows, tokenizer, out, args)
+        if "speed" not in args.parts:
             continue
-        rows.append(
-            (label, "gguf Q4_1 (llama.cpp)", folder_mb(q4_1), llama_perplexity(q4_1, windows, args.threads))
-        )
-        print(rows[-1], flush=True)
-        for kind in args.kquants:
-            path = peft_qfa.export(
-                packed, out / f"{tag}_{kind}.gguf", tokenizer=tokenizer, format="gguf", gguf_type=kind
-            )
-            rows.append(
-                (
-                    label,
-                    f"gguf {kind} (llama.cpp)",
-                    folder_mb(path),
-                    llama_perplexity(path, windows, args.threads),
-                )
-            )
-            print(rows[-1], flush=True)
-
         from llama_cpp import Llama
 
         ours = copy.deepcopy(packed).to(torch.bfloat16)  # the bf16 packed model: torch's CPU int4 kernel

@@ -19,14 +19,12 @@ NEW_TOKENS = 16
 
 
 def llama_greedy(llm, prompt: list[int], n: int) -> list[int]:
-    import numpy as np
-
-    llm.reset()
-    llm.eval(prompt)
+    """``n`` greedy tokens from llama.cpp's own sampler (``temp=0`` samples greedily)."""
     tokens = []
-    for _ in range(n):
-        tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
-        llm.eval([tokens[-1]])
+    for token in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+        tokens.append(int(token))
+        if len(tokens) == n:
+            return tokens
     return tokens
 
 
