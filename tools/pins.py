@@ -26,8 +26,8 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 CONSTRAINTS = ROOT / "constraints.txt"
-# The extras the README's set-up installs (`pip install -e '.[dev,real]'`).
-INSTALLED_EXTRAS = ("dev", "real")
+# The extras the README's set-up installs (`pip install -e '.[dev,real,export]'`).
+INSTALLED_EXTRAS = ("dev", "real", "export")
 
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([^;]*?)\s*(?:;\s*(.*))?$")
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)")

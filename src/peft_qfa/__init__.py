@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from ._compat import versions  # noqa: F401
 from .checkpoint import save_supernet
 from .deploy import HubPushError, from_pretrained, materialize, push_to_hub
+from .exporters import export
 from .integrations import QFAHfQuantizer  # importing registers the "qfa" transformers quantizer
 from .search import SearchResult, plot_pareto, search_subnet
 from .supernet.budget import Budget
@@ -76,6 +77,8 @@ __all__ = [
     "from_pretrained",
     "materialize",
     "push_to_hub",
+    # exports
+    "export",
     # transformers integration
     "QFAHfQuantizer",
 ]

@@ -17,7 +17,7 @@ from .cli_errors import DEBUG_FLAG, OneLineArgumentParser, run_reporting_errors,
 COMMANDS: dict[str, str] = {
     "train": "peft_qfa.train.cli",
     "search": "peft_qfa.search.cli",
-    "export": "peft_qfa.deploy.cli",
+    "export": "peft_qfa.exporters.cli",
     "push": "peft_qfa.deploy.push_cli",
 }
 """Command name -> module implementing it."""

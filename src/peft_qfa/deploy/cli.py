@@ -17,10 +17,11 @@ from ..search.cli import add_search_arguments, budget_value, read_data, search_o
 HELP = "Materialize one subnet of a saved supernet (search for a budget, merge adapters, pack) into a folder."
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, choice_required: bool = True) -> None:
+    """The command's arguments; ``choice_required=False`` when a caller checks ``--budget``/``--subnet`` itself."""
     parser.add_argument("supernet", help="Saved supernet folder (with its adapters) or Hub id.")
     parser.add_argument("output", help="Folder for the materialized model.")
-    choice = parser.add_mutually_exclusive_group(required=True)
+    choice = parser.add_mutually_exclusive_group(required=choice_required)
     choice.add_argument("--budget", help="Average bits (3.0, 3.0bits) or size (90MB) of the result.")
     choice.add_argument(
         "--subnet", help="JSON file (or inline JSON) {group: bits}: materialize exactly this subnet."
@@ -28,10 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_search_arguments(parser, data_required=False)  # only a --budget needs data
 
 
-def run(args: argparse.Namespace) -> int:
+def materialized_model(args: argparse.Namespace):
+    """``(model, tokenizer or None)``: the subnet of ``args.supernet`` chosen by ``--budget`` or ``--subnet``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..atomic import atomic_folder
     from ..search.cli_checks import check_export_args
     from . import from_pretrained, materialize
 
@@ -58,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError):
         tokenizer = None
         print("peft-qfa export: no tokenizer found beside the supernet; copy one into the output folder.")
+    return model, tokenizer
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..atomic import atomic_folder
+
+    model, tokenizer = materialized_model(args)
     with atomic_folder(args.output, "OUTPUT") as staging:  # a kill leaves the old folder or the new one
         model.save_pretrained(staging)
         if tokenizer is not None:
