@@ -100,6 +100,15 @@ class Scorer:
         self.accuracy.release()
 
 
+def austen_data(tokenizer, seq_len: int, eval_tokens: int):
+    """The five training novels, their training blocks, and the first ``eval_tokens`` held-out tokens."""
+    train_texts, heldout = austen_texts()
+    blocks = token_blocks(Dataset.from_dict({"text": train_texts}), tokenizer, seq_len)
+    blocks.set_format("torch")
+    heldout_ids = tokenizer(heldout[: 8 * eval_tokens], add_special_tokens=False)["input_ids"][:eval_tokens]
+    return train_texts, blocks, heldout_ids
+
+
 def load_supernet(folder):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
 
@@ -369,10 +378,7 @@ def main() -> None:
     started = time.perf_counter()
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_path())
-    train_texts, heldout = austen_texts()
-    blocks = token_blocks(Dataset.from_dict({"text": train_texts}), tokenizer, args.seq_len)
-    blocks.set_format("torch")
-    heldout_ids = tokenizer(heldout[: 8 * args.eval_tokens], add_special_tokens=False)["input_ids"][: args.eval_tokens]
+    train_texts, blocks, heldout_ids = austen_data(tokenizer, args.seq_len, args.eval_tokens)
     search_ids = tokenizer(train_texts[0][:40_000], add_special_tokens=False)["input_ids"][:2048]
     data = {
         "tokenizer": tokenizer,

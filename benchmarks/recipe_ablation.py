@@ -33,8 +33,7 @@ from pathlib import Path
 
 import torch
 from _common import cached_supernet, reset_peak_rss, status_mib
-from datasets import Dataset
-from paper_claims import BITS, Scorer, load_supernet, save_run
+from paper_claims import BITS, Scorer, austen_data, load_supernet, save_run
 from peft import get_peft_model
 from transformers import (
     AutoModelForCausalLM,
@@ -47,9 +46,8 @@ from transformers import (
 import peft_qfa
 from peft_qfa import QFAConfig, QFASamplerCallback
 from peft_qfa.search import MultipleChoiceEvaluator
-from peft_qfa.testing import austen_texts, bigbench_task, smollm2_path
+from peft_qfa.testing import bigbench_task, smollm2_path
 from peft_qfa.train.distillation import FloatTeacher, QFADistillationTrainer
-from peft_qfa.train.recipe import token_blocks
 
 TASKS = ("general_knowledge", "physical_intuition", "misconceptions", "date_understanding")
 BASES = {"gptq": {"method": "gptq"}, "gptq-clip": {"method": "gptq", "clip": True}}
@@ -199,10 +197,7 @@ def main() -> None:
     started = time.perf_counter()
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_path())
-    train_texts, heldout = austen_texts()
-    blocks = token_blocks(Dataset.from_dict({"text": train_texts}), tokenizer, args.seq_len)
-    blocks.set_format("torch")
-    heldout_ids = tokenizer(heldout[: 8 * args.eval_tokens], add_special_tokens=False)["input_ids"][: args.eval_tokens]
+    _, blocks, heldout_ids = austen_data(tokenizer, args.seq_len, args.eval_tokens)
     data = {"tokenizer": tokenizer, "blocks": blocks, "heldout_ids": torch.tensor(heldout_ids),
             "task": bigbench_task("general_knowledge"), "max_examples": args.max_examples}
     results_path = out / "results.json"
