@@ -118,13 +118,15 @@ def write_hqq(model: nn.Module, folder: str | os.PathLike, tokenizer: Any = None
     from safetensors.torch import save_file
 
     from ..supernet.config import unwrap_model
+    from ..supernet.integration import IMPORT_MARKER
 
     base = unwrap_model(model)
     layers = {name: PackedTensors.of(layer) for name, layer in packed_layers(base).items()}
     tensors = _float_state(base, set(layers))
     for name, packed in layers.items():
         tensors.update({f"{name}.{key}": value for key, value in hqq_layer_state(packed).items()})
-    config = base.config.to_dict()
+    # an HQQ folder is loaded without peft_qfa: drop our "import peft_qfa first" marker
+    config = {key: value for key, value in base.config.to_dict().items() if value != IMPORT_MARKER}
     skip = sorted(
         {_linear_tag(n) for n, m in base.named_modules() if isinstance(m, nn.Linear) and n not in layers}
     )
