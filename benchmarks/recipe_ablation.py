@@ -115,11 +115,12 @@ def train_run(config: dict, args, data, teacher) -> dict:
     seconds, peak = time.perf_counter() - start, status_mib("VmHWM")
     model.eval()
     space = peft_qfa.search_space(model)
-    scorer = Scorer(model, data)
+    scorer, tasks = Scorer(model, data), TaskScorer(data)
     bits = [config["fixed"]] if config["fixed"] is not None else list(BITS)
-    rows = [scorer.row(space.uniform(b), budget=f"uniform {b}", **tasks_accuracy(model, space.uniform(b), data))
+    rows = [scorer.row(space.uniform(b), budget=f"uniform {b}", **tasks.accuracies(model, space.uniform(b)))
             for b in bits]
     scorer.release()
+    tasks.release()
     totals = {b: sum(c.get(b, 0) for c in callback.bit_counts.values()) for b in BITS}
     return {"train_seconds": seconds, "train_peak_mib": peak, "rows": rows, "bit_steps": totals,
             "sampler": callback.sampler.config()}
@@ -133,23 +134,32 @@ def score(evaluator, model, subnet) -> float:
         return float(evaluator.score(model))
 
 
-def tasks_accuracy(model, subnet, data) -> dict:
-    """Accuracy on each BIG-bench task but general_knowledge (the Scorer has that one)."""
-    out = {}
-    for task in TASKS[1:]:
-        evaluator = MultipleChoiceEvaluator(bigbench_task(task), data["tokenizer"], max_examples=data["max_examples"])
-        out[task] = score(evaluator, model, subnet)
-        evaluator.release()
-    return out
+class TaskScorer:
+    """Accuracy on each BIG-bench task but general_knowledge (the Scorer has that one), for one model's
+    subnets: the tasks are tokenized once, and each evaluator caches its scores per subnet."""
+
+    def __init__(self, data):
+        self.evaluators = {
+            task: MultipleChoiceEvaluator(bigbench_task(task), data["tokenizer"], max_examples=data["max_examples"])
+            for task in TASKS[1:]
+        }
+
+    def accuracies(self, model, subnet) -> dict:
+        return {task: score(evaluator, model, subnet) for task, evaluator in self.evaluators.items()}
+
+    def release(self):
+        for evaluator in self.evaluators.values():
+            evaluator.release()
 
 
 def float_rows(data) -> dict:
     """The float model's figures, through the same evaluators (a subnet-free model: one row)."""
     model = AutoModelForCausalLM.from_pretrained(smollm2_path(), dtype=torch.float32).eval()
-    scorer = Scorer(model, data)
+    scorer, tasks = Scorer(model, data), TaskScorer(data)
     row = {"budget": "fp32", "avg_bits": 32.0, "ppl": math.exp(score(scorer.loss, model, None)),
-           "accuracy": score(scorer.accuracy, model, None), **tasks_accuracy(model, None, data)}
+           "accuracy": score(scorer.accuracy, model, None), **tasks.accuracies(model, None)}
     scorer.release()
+    tasks.release()
     return {"rows": [row]}
 
 

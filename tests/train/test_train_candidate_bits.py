@@ -52,6 +52,8 @@ def test_config_rebuilds_the_same_sampler(space32):
         "train_bits": [2, 3, 4], "warmup_steps": 12, "warmup_bits": [3, 4],
     }
     rebuilt = build_sampler(config.pop("name"), space32, **config)
+    fixed = build_sampler("fixed", space32, subnet=space32.restricted([3, 4]).uniform(3), train_bits=[3, 4])
+    assert json.loads(json.dumps(fixed.config()))["subnet"] == 3  # JSON-safe, rebuildable
     assert all(rebuilt.sample(s) == sampler.sample(s) for s in range(60))
 
 

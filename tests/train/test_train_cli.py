@@ -288,6 +288,7 @@ def test_candidate_bits_flags_reach_the_sampler_and_bad_ones_are_named():
         (("--train-bits", "5"), r"--train-bits=5 must be a non-empty subset of --bits=2,3,4"),
         (("--train-bits", "4", "--warmup-steps", "3"), "needs at least two of them"),
         (("--warmup-steps", "100"), "--warmup-steps=100 must be fewer than --steps=100"),
+        (("--schedule", "fixed", "--fixed-bits", "2", "--train-bits", "3,4"), "--fixed-bits=2 is not one of --train-bits=3,4"),
         (("--warmup-steps", "-1"), "--warmup-steps"),
     ]:
         with pytest.raises(ValueError, match=message):

@@ -54,6 +54,10 @@ def check_values(options: Mapping[str, Any]) -> None:
             f"--train-bits={','.join(map(str, train_bits))} must be a non-empty subset of --bits="
             f"{','.join(map(str, options['bits']))}."
         )
+    if train_bits is not None and options["fixed_bits"] is not None and options["fixed_bits"] not in train_bits:
+        raise ValueError(
+            f"--fixed-bits={options['fixed_bits']} is not one of --train-bits={','.join(map(str, train_bits))}."
+        )
     if options["warmup_steps"] and len(train_bits or options["bits"]) < 2:
         raise ValueError("--warmup-steps leaves out the lowest of --train-bits, so it needs at least two of them.")
     if options["warmup_steps"] and options["warmup_steps"] >= options["steps"]:

@@ -365,7 +365,6 @@ class CandidateBitsSampler(SubnetSampler):
                 )
         self.warmup_bits = _check_bits_subset(warmup_bits, space, "warmup_bits")
         self.schedule = schedule
-        self.options = dict(options)
         build = dict(seed=seed, period=period, total_steps=total_steps, **options)
         self.main = build_sampler(schedule, space.restricted(self.train_bits), **build)
         self.warmup = build_sampler(schedule, space.restricted(self.warmup_bits), **build) if self.warmup_steps else None
@@ -376,7 +375,8 @@ class CandidateBitsSampler(SubnetSampler):
         return dict(phase.draw(step, rng))  # a plain mapping: the full space's Subnet is made by `sample`
 
     def config(self) -> dict[str, Any]:
-        config = {**self.main.config(), **self.options, "train_bits": list(self.train_bits)}
+        # the inner sampler already reports its own options (JSON-safe: a fixed subnet as a dict)
+        config = {**self.main.config(), "train_bits": list(self.train_bits)}
         if self.warmup_steps:
             config.update(warmup_steps=self.warmup_steps, warmup_bits=list(self.warmup_bits))
         return config
